@@ -1,0 +1,1 @@
+// Lets libraries whose folders are still empty build as targets.
