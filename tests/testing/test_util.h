@@ -97,4 +97,13 @@ inline double Dot(const std::vector<double>& a, const std::vector<double>& b) {
   return s;
 }
 
+// Central-difference gradient of a scalar function f (which reads x) with respect to every element of
+// x; x is perturbed in place and restored.
+inline std::vector<double> FiniteDifferenceGradient(std::vector<double>& x, double h,
+                                                    const std::function<double()>& f) {
+  std::vector<double> g(x.size());
+  for (size_t i = 0; i < x.size(); ++i) g[i] = CentralDifference(x, i, h, f);
+  return g;
+}
+
 }  // namespace moetrain::testing

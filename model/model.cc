@@ -1,0 +1,386 @@
+#include "model/model.h"
+
+#include <omp.h>
+
+#include <cmath>
+#include <random>
+
+#include "kernels/cross_entropy.h"
+#include "kernels/elementwise.h"
+#include "kernels/embedding.h"
+#include "kernels/matmul.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+
+namespace moetrain::model {
+namespace {
+
+uint64_t Fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : s) {
+    h ^= ch;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+bool IsOutputProjection(const std::string& name) {
+  auto ends_with = [&](const std::string& suffix) {
+    return name.size() >= suffix.size() &&
+           name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  return ends_with("o_proj.weight") || ends_with("w2.weight") || ends_with("down_proj.weight");
+}
+
+}  // namespace
+
+template <typename T>
+absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& config, int64_t batch,
+                                                           int64_t seq, int num_threads) {
+  RETURN_IF_ERROR(config.Validate());
+  if (batch <= 0 || seq <= 0)
+    return absl::InvalidArgumentError(
+        absl::StrCat("model: batch and seq must be > 0, got ", batch, " and ", seq));
+  if (seq > config.max_position_embeddings)
+    return absl::InvalidArgumentError(absl::StrCat("model: seq ", seq,
+                                                   " exceeds max_position_embeddings ",
+                                                   config.max_position_embeddings));
+  std::unique_ptr<Model<T>> m(new Model<T>());
+  m->config_ = config;
+  m->table_ = ParamTable::Build(config);
+  m->batch_ = batch;
+  m->seq_ = seq;
+  m->n_ = batch * seq;
+  RETURN_IF_ERROR(m->Plan(num_threads > 0 ? num_threads : omp_get_max_threads()));
+  return m;
+}
+
+template <typename T>
+absl::Status Model<T>::Plan(int num_threads) {
+  const ModelConfig& c = config_;
+  const DType t = DTypeOf<T>::value;
+  const int64_t n = n_, C = c.hidden_size, V = c.vocab_size, L = c.num_hidden_layers;
+
+  // Parameters, gradients and buffers straight from the one table.
+  std::vector<TensorSpec> pspecs, gspecs, bspecs;
+  for (const ParamSpec& s : table_.specs()) {
+    if (s.kind == ParamKind::kBuffer) {
+      bspecs.push_back({s.name, Shape(s.shape), DType::kF32, "buffers"});
+    } else {
+      pspecs.push_back({s.name, Shape(s.shape), t, "params"});
+      gspecs.push_back({s.name, Shape(s.shape), t, "grads"});
+    }
+  }
+  ASSIGN_OR_RETURN(params_, Arena::Create(pspecs));
+  ASSIGN_OR_RETURN(grads_, Arena::Create(gspecs));
+  ASSIGN_OR_RETURN(buffers_, Arena::Create(bspecs));
+
+  // Activations (saved for backward) and workspace (shared by all layers during backward).
+  std::vector<TensorSpec> aspecs, wspecs;
+  SlotDeclarer top(&aspecs, "", "activations");
+  for (int64_t l = 0; l <= L; ++l) top.Add(absl::StrCat("x.", l), {n, C}, t);
+  top.Add("tokens", {n}, DType::kI32);
+  top.Add("targets", {n}, DType::kI32);
+  top.Add("xf", {n, C}, t);
+  top.Add("rstd_f", {n}, t);
+  top.Add("logits", {n, V}, t);
+  top.Add("ce_losses", {n}, t);
+  top.Add("ce_lse", {n}, t);
+  top.Add("rope_cos", {seq_, c.HeadDim() / 2}, t);
+  top.Add("rope_sin", {seq_, c.HeadDim() / 2}, t);
+  bool any_dense = false, any_shared = false;
+  for (int64_t l = 0; l < L; ++l) {
+    const std::string p = absl::StrCat("L", l, ".");
+    SlotDeclarer layer(&aspecs, p, "activations");
+    layer.Add("h", {n, C}, t);
+    layer.Add("hn", {n, C}, t);
+    layer.Add("rstd2", {n}, t);
+    SlotDeclarer attn(&aspecs, p + "attn.", "activations");
+    AttentionBlock<T>::DeclareActivations(&attn, c, batch_, seq_);
+    if (c.IsMoeLayer(l)) {
+      SlotDeclarer moe(&aspecs, p + "moe.", "activations");
+      MoeBlock<T>::DeclareActivations(&moe, c, n);
+      if (c.num_shared_experts > 0) {
+        SlotDeclarer shared(&aspecs, p + "shared.", "activations");
+        MlpBlock<T>::DeclareActivations(&shared, n, c.SharedWidth());
+        any_shared = true;
+      }
+    } else {
+      SlotDeclarer mlp(&aspecs, p + "mlp.", "activations");
+      MlpBlock<T>::DeclareActivations(&mlp, n, c.intermediate_size);
+      any_dense = true;
+    }
+  }
+  SlotDeclarer ws(&wspecs, "ws.", "workspace");
+  ws.Add("dlogits", {n, V}, t);
+  for (const char* s : {"dcur", "dnext", "dffn", "dh", "ffn_out"}) ws.Add(s, {n, C}, t);
+  SlotDeclarer ws_attn(&wspecs, "ws.attn.", "workspace");
+  AttentionBlock<T>::DeclareWorkspace(&ws_attn, c, batch_, seq_, num_threads);
+  if (c.NumMoeLayers() > 0) {
+    SlotDeclarer ws_moe(&wspecs, "ws.moe.", "workspace");
+    MoeBlock<T>::DeclareWorkspace(&ws_moe, c, n);
+  }
+  if (any_shared) {
+    SlotDeclarer ws_shared(&wspecs, "ws.shared.", "workspace");
+    MlpBlock<T>::DeclareWorkspace(&ws_shared, n, c.SharedWidth());
+  }
+  if (any_dense) {
+    SlotDeclarer ws_mlp(&wspecs, "ws.mlp.", "workspace");
+    MlpBlock<T>::DeclareWorkspace(&ws_mlp, n, c.intermediate_size);
+  }
+  ASSIGN_OR_RETURN(acts_, Arena::Create(aspecs));
+  ASSIGN_OR_RETURN(ws_, Arena::Create(wspecs));
+
+  // Bind.
+  SlotBinder a(acts_, ""), w(ws_, "ws.");
+  for (int64_t l = 0; l <= L; ++l) x_.push_back(a.Get<T>(absl::StrCat("x.", l)));
+  tokens_ = a.Get<int32_t>("tokens");
+  targets_ = a.Get<int32_t>("targets");
+  xf_ = a.Get<T>("xf");
+  rstd_f_ = a.Get<T>("rstd_f");
+  logits_ = a.Get<T>("logits");
+  ce_losses_ = a.Get<T>("ce_losses");
+  ce_lse_ = a.Get<T>("ce_lse");
+  T* rope_cos = a.Get<T>("rope_cos");
+  T* rope_sin = a.Get<T>("rope_sin");
+  kernels::RopeTable(rope_cos, rope_sin, seq_, c.HeadDim(), c.rope_theta);
+  dlogits_ = w.Get<T>("dlogits");
+  dcur_ = w.Get<T>("dcur");
+  dnext_ = w.Get<T>("dnext");
+  dffn_ = w.Get<T>("dffn");
+  dh_ = w.Get<T>("dh");
+  ffn_out_ = w.Get<T>("ffn_out");
+
+  auto P = [this](const std::string& name) { return params_.Get(name).as<T>(); };
+  auto G = [this](const std::string& name) { return grads_.Get(name).as<T>(); };
+  embed_ = P("model.embed_tokens.weight");
+  dembed_ = G("model.embed_tokens.weight");
+  final_norm_ = P("model.norm.weight");
+  dfinal_norm_ = G("model.norm.weight");
+  const std::string head = c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+  head_ = P(head);
+  dhead_ = G(head);
+
+  layers_.resize(L);
+  for (int64_t l = 0; l < L; ++l) {
+    Layer& ly = layers_[l];
+    const std::string p = names::Layer(static_cast<int>(l));
+    const std::string s = absl::StrCat("L", l, ".");
+    ly.h = a.Get<T>(s + "h");
+    ly.hn = a.Get<T>(s + "hn");
+    ly.rstd2 = a.Get<T>(s + "rstd2");
+    ly.norm2 = P(p + "post_attention_layernorm.weight");
+    ly.dnorm2 = G(p + "post_attention_layernorm.weight");
+    ly.attn = AttentionBlock<T>(c, batch_, seq_, num_threads);
+    typename AttentionBlock<T>::Weights aw{
+        P(p + "input_layernorm.weight"), P(p + "self_attn.q_proj.weight"),
+        P(p + "self_attn.k_proj.weight"), P(p + "self_attn.v_proj.weight"),
+        P(p + "self_attn.o_proj.weight"), G(p + "input_layernorm.weight"),
+        G(p + "self_attn.q_proj.weight"), G(p + "self_attn.k_proj.weight"),
+        G(p + "self_attn.v_proj.weight"), G(p + "self_attn.o_proj.weight")};
+    ly.attn.Bind(aw, rope_cos, rope_sin, SlotBinder(acts_, s + "attn."), SlotBinder(ws_, "ws.attn."));
+    ly.is_moe = c.IsMoeLayer(l);
+    if (!ly.is_moe) {
+      ly.mlp = MlpBlock<T>(n, C, c.intermediate_size);
+      typename MlpBlock<T>::Weights mw{P(p + "mlp.gate_proj.weight"), P(p + "mlp.down_proj.weight"),
+                                       P(p + "mlp.up_proj.weight"),   G(p + "mlp.gate_proj.weight"),
+                                       G(p + "mlp.down_proj.weight"), G(p + "mlp.up_proj.weight")};
+      ly.mlp.Bind(mw, SlotBinder(acts_, s + "mlp."), SlotBinder(ws_, "ws.mlp."));
+      continue;
+    }
+    ly.moe = MoeBlock<T>(c, n);
+    typename MoeBlock<T>::Weights mw;
+    mw.gate = P(p + "block_sparse_moe.gate.weight");
+    mw.dgate = G(p + "block_sparse_moe.gate.weight");
+    const std::string bias_name = p + "block_sparse_moe.gate.e_score_correction_bias";
+    ly.bias = buffers_.Has(bias_name) ? buffers_.Get(bias_name).as<float>() : nullptr;
+    mw.bias = ly.bias;
+    for (int e = 0; e < c.num_local_experts; ++e) {
+      const int li = static_cast<int>(l);
+      mw.w1.push_back(P(names::Expert(li, e, "w1")));
+      mw.w2.push_back(P(names::Expert(li, e, "w2")));
+      mw.w3.push_back(P(names::Expert(li, e, "w3")));
+      mw.dw1.push_back(G(names::Expert(li, e, "w1")));
+      mw.dw2.push_back(G(names::Expert(li, e, "w2")));
+      mw.dw3.push_back(G(names::Expert(li, e, "w3")));
+    }
+    if (c.num_shared_experts > 0) {
+      const std::string sp = p + "block_sparse_moe.shared_experts.";
+      mw.has_shared = true;
+      mw.shared = {P(sp + "w1.weight"), P(sp + "w2.weight"), P(sp + "w3.weight"),
+                   G(sp + "w1.weight"), G(sp + "w2.weight"), G(sp + "w3.weight")};
+    }
+    ly.moe.Bind(std::move(mw), SlotBinder(acts_, s + "moe."), SlotBinder(ws_, "ws.moe."),
+                SlotBinder(acts_, s + "shared."), SlotBinder(ws_, "ws.shared."));
+  }
+  aux_counts_.assign(c.num_local_experts, 0.0);
+  aux_prob_sum_.assign(c.num_local_experts, 0.0);
+  aux_coef_.assign(c.num_local_experts, 0.0);
+  return absl::OkStatus();
+}
+
+template <typename T>
+TensorView Model<T>::Param(const std::string& name) const {
+  return buffers_.Has(name) ? buffers_.Get(name) : params_.Get(name);
+}
+
+template <typename T>
+TensorView Model<T>::Grad(const std::string& name) const {
+  return grads_.Get(name);
+}
+
+template <typename T>
+void Model<T>::InitParams(uint64_t seed) {
+  const double out_scale = 1.0 / std::sqrt(2.0 * config_.num_hidden_layers);
+  for (const ParamSpec& s : table_.specs()) {
+    TensorView v = Param(s.name);
+    if (s.kind == ParamKind::kBuffer) {
+      kernels::Fill(v.as<float>(), 0.0f, v.numel());
+      continue;
+    }
+    T* p = v.as<T>();
+    if (s.init == ParamInit::kOnes) {
+      kernels::Fill(p, T(1), v.numel());
+    } else if (s.init == ParamInit::kZeros) {
+      kernels::Fill(p, T(0), v.numel());
+    } else {
+      // Box-Muller on a 64-bit Mersenne Twister: the same numbers on every platform.
+      std::mt19937_64 rng(seed ^ Fnv1a(s.name));
+      const double std = config_.initializer_range * (IsOutputProjection(s.name) ? out_scale : 1.0);
+      const double kTwoPi = 6.283185307179586;
+      for (int64_t i = 0; i < v.numel(); i += 2) {
+        double u1 = (static_cast<double>(rng() >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
+        double u2 = static_cast<double>(rng() >> 11) * 0x1.0p-53;
+        double r = std::sqrt(-2.0 * std::log(u1));
+        p[i] = static_cast<T>(std * r * std::cos(kTwoPi * u2));
+        if (i + 1 < v.numel()) p[i + 1] = static_cast<T>(std * r * std::sin(kTwoPi * u2));
+      }
+    }
+  }
+}
+
+template <typename T>
+void Model<T>::ZeroGrads() {
+  grads_.ZeroCategory("grads");
+}
+
+template <typename T>
+LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
+  const ModelConfig& c = config_;
+  const int64_t n = n_, C = c.hidden_size, V = c.vocab_size, L = c.num_hidden_layers;
+  kernels::Copy(tokens_, tokens, n);
+  kernels::Copy(targets_, targets, n);
+  std::fill(aux_counts_.begin(), aux_counts_.end(), 0.0);
+  std::fill(aux_prob_sum_.begin(), aux_prob_sum_.end(), 0.0);
+  z_sum_ = 0;
+
+  kernels::EmbeddingForward(x_[0], tokens_, embed_, n, V, C);
+  for (int64_t l = 0; l < L; ++l) {
+    Layer& ly = layers_[l];
+    ly.attn.Forward(ly.h, x_[l]);
+    kernels::RmsNormForward(ly.hn, ly.rstd2, ly.h, ly.norm2, n, C, c.rms_norm_eps);
+    if (ly.is_moe) {
+      z_sum_ += ly.moe.Forward(ffn_out_, ly.hn, aux_counts_.data(), aux_prob_sum_.data());
+    } else {
+      ly.mlp.Forward(ffn_out_, ly.hn);
+    }
+    kernels::Add(x_[l + 1], ly.h, ffn_out_, n * C);
+  }
+  kernels::RmsNormForward(xf_, rstd_f_, x_[L], final_norm_, n, C, c.rms_norm_eps);
+  kernels::LinearForward(logits_, xf_, head_, n, C, V);
+  LossBreakdown r;
+  r.num_targets = kernels::CrossEntropyForward(ce_losses_, ce_lse_, logits_, targets_, n, V, kIgnoreIndex);
+  double ce_sum = 0;
+  for (int64_t i = 0; i < n; ++i) ce_sum += static_cast<double>(ce_losses_[i]);
+  r.ce = r.num_targets > 0 ? ce_sum / r.num_targets : 0.0;
+
+  const int64_t moe_layers = c.NumMoeLayers();
+  if (moe_layers > 0) {
+    // aux = E * sum_e (count_e / Ntot) (prob_sum_e / Ntot), Ntot = tokens over all MoE layers.
+    const double ntot = static_cast<double>(n) * moe_layers, E = static_cast<double>(c.num_local_experts);
+    double aux = 0;
+    for (int64_t e = 0; e < c.num_local_experts; ++e) aux += aux_counts_[e] * aux_prob_sum_[e];
+    r.aux = E * aux / (ntot * ntot);
+    r.z = z_sum_ / ntot;
+  }
+  r.total = r.ce + c.router_aux_loss_coef * r.aux + c.router_z_loss_coef * r.z;
+  last_ = r;
+  return r;
+}
+
+template <typename T>
+void Model<T>::Backward(double scale) {
+  const ModelConfig& c = config_;
+  const int64_t n = n_, C = c.hidden_size, V = c.vocab_size, L = c.num_hidden_layers;
+  // Loss head.
+  const T dloss = last_.num_targets > 0 ? static_cast<T>(scale / last_.num_targets) : T(0);
+  kernels::CrossEntropyBackward(dlogits_, logits_, ce_lse_, targets_, dloss, n, V, kIgnoreIndex);
+  kernels::LinearBackward(dh_, dhead_, dlogits_, xf_, head_, n, C, V);
+  kernels::RmsNormBackward(dcur_, dfinal_norm_, dh_, x_[L], final_norm_, rstd_f_, n, C);
+
+  // Router loss coefficients shared by all MoE layers (see kernels/router.h).
+  const int64_t moe_layers = c.NumMoeLayers();
+  double z_coef = 0;
+  if (moe_layers > 0) {
+    const double ntot = static_cast<double>(n) * moe_layers, E = static_cast<double>(c.num_local_experts);
+    for (int64_t e = 0; e < c.num_local_experts; ++e)
+      aux_coef_[e] = scale * c.router_aux_loss_coef * E * aux_counts_[e] / (ntot * ntot);
+    z_coef = scale * c.router_z_loss_coef / ntot;
+  }
+
+  // dcur = dL/dx_{l+1} on entry to each iteration.
+  for (int64_t l = L - 1; l >= 0; --l) {
+    Layer& ly = layers_[l];
+    // x_{l+1} = h + FFN(hn): dhn = FFN^T dcur.
+    if (ly.is_moe) {
+      ly.moe.Backward(dffn_, dcur_, ly.hn, aux_coef_.data(), z_coef);
+    } else {
+      ly.mlp.Backward(dffn_, /*accumulate_dx=*/false, dcur_, ly.hn);
+    }
+    kernels::RmsNormBackward(dh_, ly.dnorm2, dffn_, ly.h, ly.norm2, ly.rstd2, n, C);
+    kernels::AddInPlace(dh_, dcur_, n * C);
+    ly.attn.Backward(dnext_, dh_, x_[l]);
+    std::swap(dcur_, dnext_);
+  }
+  kernels::EmbeddingBackward(dembed_, dcur_, tokens_, n, V, C);
+}
+
+template <typename T>
+std::vector<std::vector<int64_t>> Model<T>::ExpertCounts() const {
+  std::vector<std::vector<int64_t>> out;
+  for (const Layer& ly : layers_) {
+    if (!ly.is_moe) continue;
+    out.emplace_back(ly.moe.counts(), ly.moe.counts() + config_.num_local_experts);
+  }
+  return out;
+}
+
+template <typename T>
+void Model<T>::UpdateRouterBias() {
+  if (config_.balancing != "bias") return;
+  const int64_t E = config_.num_local_experts;
+  for (Layer& ly : layers_) {
+    if (!ly.is_moe || ly.bias == nullptr) continue;
+    double mean = 0;
+    for (int64_t e = 0; e < E; ++e) mean += ly.moe.counts()[e];
+    mean /= E;
+    for (int64_t e = 0; e < E; ++e) {
+      const double load = ly.moe.counts()[e];
+      const double sign = load < mean ? 1.0 : load > mean ? -1.0 : 0.0;
+      ly.bias[e] += static_cast<float>(config_.router_bias_update_rate * sign);
+    }
+  }
+}
+
+template <typename T>
+std::map<std::string, size_t> Model<T>::MemoryPlan() const {
+  std::map<std::string, size_t> m;
+  for (const Arena* a : {&params_, &grads_, &buffers_, &acts_, &ws_})
+    for (auto& [cat, bytes] : a->BytesByCategory()) m[cat] += bytes;
+  return m;
+}
+
+template class Model<float>;
+template class Model<double>;
+
+}  // namespace moetrain::model

@@ -1,0 +1,113 @@
+// The MoE decoder-only transformer (Mixtral semantics, DeepSeekMoE extensions), forward and backward.
+//
+//   x0 = embed(tokens)                                  (N,C), N = batch * seq
+//   for each layer l:  h = x + Attn(RMSNorm(x));  x' = h + FFN(RMSNorm(h))
+//                      FFN = SwiGLU MLP (first_k_dense_replace layers) or MoE (+ shared experts)
+//   logits = RMSNorm(x_L) W_head^T                      (N,V)  (W_head = embedding when tied)
+//   loss = CE (mean over non-ignored targets) + router_aux_loss_coef * aux + router_z_loss_coef * z
+// aux is Hugging Face's load_balancing_loss_func over the router outputs of ALL MoE layers together
+// (see kernels/router.h); z is the mean over MoE layers and tokens of logsumexp(router logits)^2.
+//
+// Memory is planned at Create() from (config, batch, seq): one arena per category (params, grads,
+// buffers, activations, workspace, rope); Forward/Backward allocate nothing. Parameters and grads are
+// T (float or double — double is the reference for gradient checks).
+// Not thread-safe: one Forward/Backward at a time.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/arena.h"
+#include "model/attention_block.h"
+#include "model/config.h"
+#include "model/mlp_block.h"
+#include "model/moe_block.h"
+#include "model/param_table.h"
+
+namespace moetrain::model {
+
+inline constexpr int32_t kIgnoreIndex = -100;  // HF's ignore index for labels
+
+struct LossBreakdown {
+  double total = 0;  // what Backward differentiates (before its scale)
+  double ce = 0;
+  double aux = 0;    // unweighted
+  double z = 0;      // unweighted
+  int64_t num_targets = 0;  // non-ignored targets
+};
+
+template <typename T>
+class Model {
+ public:
+  // Validates the config and plans memory. num_threads <= 0: use the OpenMP default.
+  static absl::StatusOr<std::unique_ptr<Model>> Create(const ModelConfig& config, int64_t batch,
+                                                       int64_t seq, int num_threads = 0);
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelConfig& config() const { return config_; }
+  const ParamTable& table() const { return table_; }
+  int64_t batch() const { return batch_; }
+  int64_t seq() const { return seq_; }
+
+  // Views by HF name. Param/Grad: dtype T; buffers (kind kBuffer): f32 and no grad.
+  TensorView Param(const std::string& name) const;
+  TensorView Grad(const std::string& name) const;
+  bool HasGrad(const std::string& name) const { return grads_.Has(name); }
+
+  // Deterministic init from a seed: normal(0, initializer_range) matrices (output projections o_proj,
+  // w2, down_proj scaled by 1/sqrt(2 * num_hidden_layers)), ones for norms, zeros for buffers. Each
+  // tensor's stream is seeded from (seed, FNV-1a of its name), so init doesn't depend on table order.
+  void InitParams(uint64_t seed);
+  void ZeroGrads();
+
+  // tokens, targets: (batch, seq); targets == kIgnoreIndex are skipped. REQUIRES: ids in range.
+  LossBreakdown Forward(const int32_t* tokens, const int32_t* targets);
+  // Accumulates (+=) d(scale * total)/d(param) into the grads, from the last Forward.
+  void Backward(double scale = 1.0);
+
+  const T* logits() const { return logits_; }  // (N, V) from the last Forward
+  // Per MoE layer (in layer order), tokens kept per expert in the last Forward.
+  std::vector<std::vector<int64_t>> ExpertCounts() const;
+  // Aux-loss-free balancing: b_e += rate * sign(mean_load - load_e) per MoE layer from the last
+  // Forward's loads. No-op unless config.balancing == "bias".
+  void UpdateRouterBias();
+
+  // Planned bytes per arena category.
+  std::map<std::string, size_t> MemoryPlan() const;
+
+ private:
+  Model() = default;
+  absl::Status Plan(int num_threads);
+
+  ModelConfig config_;
+  ParamTable table_;
+  int64_t batch_ = 0, seq_ = 0, n_ = 0;
+  Arena params_, grads_, buffers_, acts_, ws_;
+  struct Layer {
+    AttentionBlock<T> attn;
+    bool is_moe = false;
+    MlpBlock<T> mlp;
+    MoeBlock<T> moe;
+    T *h = nullptr, *hn = nullptr, *rstd2 = nullptr;
+    const T* norm2 = nullptr;
+    T* dnorm2 = nullptr;
+    float* bias = nullptr;
+  };
+  std::vector<Layer> layers_;
+  std::vector<T*> x_;  // residual stream inputs x_0..x_L
+  const T *embed_ = nullptr, *final_norm_ = nullptr, *head_ = nullptr;
+  T *dembed_ = nullptr, *dfinal_norm_ = nullptr, *dhead_ = nullptr;
+  T *xf_ = nullptr, *rstd_f_ = nullptr, *logits_ = nullptr, *ce_losses_ = nullptr, *ce_lse_ = nullptr;
+  int32_t *tokens_ = nullptr, *targets_ = nullptr;
+  T *dlogits_ = nullptr, *dcur_ = nullptr, *dnext_ = nullptr, *dffn_ = nullptr, *dh_ = nullptr,
+    *ffn_out_ = nullptr;
+  std::vector<double> aux_counts_, aux_prob_sum_, aux_coef_;
+  LossBreakdown last_{};
+  double z_sum_ = 0;
+};
+
+}  // namespace moetrain::model

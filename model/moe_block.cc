@@ -1,0 +1,139 @@
+#include "model/moe_block.h"
+
+#include <cmath>
+
+#include "kernels/elementwise.h"
+#include "kernels/grouped_matmul.h"
+#include "kernels/matmul.h"
+#include "kernels/permute.h"
+#include "kernels/swiglu.h"
+
+namespace moetrain::model {
+
+template <typename T>
+MoeBlock<T>::MoeBlock(const ModelConfig& c, int64_t n)
+    : n_(n), c_(c.hidden_size), e_(c.num_local_experts), k_(c.num_experts_per_tok),
+      f_(c.ExpertWidth()), shared_(n, c.hidden_size, c.SharedWidth()) {
+  shape_.num_experts = e_;
+  shape_.top_k = k_;
+  shape_.scoring = c.scoring_func == "sigmoid" ? kernels::RouterScoring::kSigmoid
+                                               : kernels::RouterScoring::kSoftmax;
+  shape_.renormalize = c.norm_topk_prob;
+  // capacity = ceil(cf * N * k / E); 0 = dropless.
+  capacity_ = c.capacity_factor > 0
+                  ? static_cast<int64_t>(std::ceil(c.capacity_factor * n * k_ / static_cast<double>(e_)))
+                  : 0;
+}
+
+template <typename T>
+void MoeBlock<T>::DeclareActivations(SlotDeclarer* acts, const ModelConfig& c, int64_t n) {
+  const int64_t e = c.num_local_experts, k = c.num_experts_per_tok, f = c.ExpertWidth();
+  const int64_t rows = n * k;
+  const DType t = DTypeOf<T>::value;
+  acts->Add("router_logits", {n, e}, t);
+  acts->Add("scores", {n, e}, t);
+  acts->Add("topk_w", {n, k}, t);
+  acts->Add("topk_idx", {n, k}, DType::kI32);
+  acts->Add("counts", {e}, DType::kI32);
+  acts->Add("offsets", {e + 1}, DType::kI32);
+  acts->Add("sorted_pos", {n, k}, DType::kI32);
+  acts->Add("row_token", {rows}, DType::kI32);
+  acts->Add("xs", {rows, c.hidden_size}, t);
+  acts->Add("a", {rows, f}, t);
+  acts->Add("b", {rows, f}, t);
+  acts->Add("h", {rows, f}, t);
+  acts->Add("ys", {rows, c.hidden_size}, t);
+}
+
+template <typename T>
+void MoeBlock<T>::DeclareWorkspace(SlotDeclarer* ws, const ModelConfig& c, int64_t n) {
+  const int64_t e = c.num_local_experts, k = c.num_experts_per_tok, f = c.ExpertWidth();
+  const int64_t rows = n * k;
+  const DType t = DTypeOf<T>::value;
+  ws->Add("dlogits", {n, e}, t);
+  ws->Add("dweight", {n, k}, t);
+  ws->Add("dys", {rows, c.hidden_size}, t);
+  ws->Add("dh", {rows, f}, t);
+  ws->Add("da", {rows, f}, t);
+  ws->Add("db", {rows, f}, t);
+  ws->Add("dxs", {rows, c.hidden_size}, t);
+  ws->Add("dxs2", {rows, c.hidden_size}, t);
+}
+
+template <typename T>
+void MoeBlock<T>::Bind(Weights w, const SlotBinder& acts, const SlotBinder& ws,
+                       const SlotBinder& shared_acts, const SlotBinder& shared_ws) {
+  w_ = std::move(w);
+  if (w_.has_shared) shared_.Bind(w_.shared, shared_acts, shared_ws);
+  logits_ = acts.Get<T>("router_logits");
+  scores_ = acts.Get<T>("scores");
+  topk_w_ = acts.Get<T>("topk_w");
+  topk_idx_ = acts.Get<int32_t>("topk_idx");
+  counts_ = acts.Get<int32_t>("counts");
+  offsets_ = acts.Get<int32_t>("offsets");
+  sorted_pos_ = acts.Get<int32_t>("sorted_pos");
+  row_token_ = acts.Get<int32_t>("row_token");
+  xs_ = acts.Get<T>("xs");
+  a_ = acts.Get<T>("a");
+  b_ = acts.Get<T>("b");
+  h_ = acts.Get<T>("h");
+  ys_ = acts.Get<T>("ys");
+  dlogits_ = ws.Get<T>("dlogits");
+  dweight_ = ws.Get<T>("dweight");
+  dys_ = ws.Get<T>("dys");
+  dh_ = ws.Get<T>("dh");
+  da_ = ws.Get<T>("da");
+  db_ = ws.Get<T>("db");
+  dxs_ = ws.Get<T>("dxs");
+  dxs2_ = ws.Get<T>("dxs2");
+}
+
+template <typename T>
+double MoeBlock<T>::Forward(T* y, const T* hn, double* aux_counts, double* aux_prob_sum) {
+  // Router.
+  kernels::LinearForward(logits_, hn, w_.gate, n_, c_, e_);
+  kernels::RouterForward(scores_, topk_idx_, topk_w_, logits_, w_.bias, n_, shape_);
+  kernels::RouterAccumulateStats(aux_counts, aux_prob_sum, scores_, topk_idx_, n_, shape_);
+  const double z_sum = kernels::RouterZLossSum(logits_, n_, shape_);
+  // Dispatch (local permute into expert-sorted rows).
+  m_ = kernels::PermutePlan(counts_, offsets_, sorted_pos_, row_token_, topk_idx_, n_, k_, e_,
+                            capacity_);
+  kernels::PermuteForward(xs_, hn, row_token_, m_, c_);
+  // Experts: grouped SwiGLU.
+  kernels::GroupedMatmulForward(a_, xs_, w_.w1.data(), offsets_, e_, c_, f_);
+  kernels::GroupedMatmulForward(b_, xs_, w_.w3.data(), offsets_, e_, c_, f_);
+  kernels::SwigluForward(h_, a_, b_, m_ * f_);
+  kernels::GroupedMatmulForward(ys_, h_, w_.w2.data(), offsets_, e_, f_, c_);
+  // Combine.
+  kernels::UnpermuteForward(y, ys_, topk_w_, sorted_pos_, n_, k_, c_);
+  if (w_.has_shared) {
+    shared_.Forward(dxs_ /* scratch (N,C) fits: rows >= N */, hn);
+    kernels::AddInPlace(y, dxs_, n_ * c_);
+  }
+  return z_sum;
+}
+
+template <typename T>
+void MoeBlock<T>::Backward(T* dhn, const T* dy, const T* hn, const double* aux_coef, double z_coef) {
+  // Combine backward: gradients for the expert outputs and the combine weights.
+  kernels::UnpermuteBackward(dys_, dweight_, dy, ys_, topk_w_, sorted_pos_, n_, k_, c_);
+  // Experts backward.
+  kernels::GroupedMatmulBackward(dh_, w_.dw2.data(), dys_, h_, w_.w2.data(), offsets_, e_, f_, c_);
+  kernels::SwigluBackward(da_, db_, dh_, a_, b_, m_ * f_);
+  kernels::GroupedMatmulBackward(dxs_, w_.dw1.data(), da_, xs_, w_.w1.data(), offsets_, e_, c_, f_);
+  kernels::GroupedMatmulBackward(dxs2_, w_.dw3.data(), db_, xs_, w_.w3.data(), offsets_, e_, c_, f_);
+  kernels::AddInPlace(dxs_, dxs2_, m_ * c_);
+  // Dispatch backward: sum each token's rows.
+  kernels::PermuteBackward(dhn, dxs_, sorted_pos_, n_, k_, c_);
+  // Router backward: combine weights + aux + z-loss, then through the gate projection.
+  kernels::RouterBackward(dlogits_, dweight_, aux_coef, z_coef, logits_, scores_, topk_idx_, topk_w_,
+                          n_, shape_);
+  kernels::Matmul(dhn, dlogits_, w_.gate, n_, c_, e_, false, false, T(1), T(1));
+  kernels::LinearBackward<T>(nullptr, w_.dgate, dlogits_, hn, w_.gate, n_, c_, e_);
+  if (w_.has_shared) shared_.Backward(dhn, /*accumulate_dx=*/true, dy, hn);
+}
+
+template class MoeBlock<float>;
+template class MoeBlock<double>;
+
+}  // namespace moetrain::model

@@ -1,0 +1,67 @@
+// Mixture-of-Experts feed-forward of a decoder layer (orchestration only; the math lives in kernels/):
+//   logits = hn Wg^T (N,E) -> router (scores, top-k idx/weights; optional selection bias)
+//   -> permute hn into expert-sorted rows xs (M,C) -> per expert: ys = W2 (silu(W1 xs) * W3 xs)
+//   -> combine y[t] = sum_j w_tj ys[row(t,j)]   (+ shared experts' SwiGLU MLP of hn, if any)
+// M <= N*k rows (dropless) — buffers are planned for N*k. Saves logits, scores, routing, plan and the
+// expert activations. Parameter grads +=; dhn overwritten.
+// The aux and z losses span layers, so the model passes their per-layer gradient coefficients into
+// Backward (see kernels/router.h for their definitions).
+#pragma once
+
+#include <vector>
+
+#include "core/arena.h"
+#include "kernels/router.h"
+#include "model/config.h"
+#include "model/mlp_block.h"
+#include "model/slots.h"
+
+namespace moetrain::model {
+
+template <typename T>
+class MoeBlock {
+ public:
+  struct Weights {
+    const T* gate; T* dgate;
+    const float* bias;                       // (E) selection bias, or nullptr
+    std::vector<const T*> w1, w2, w3;        // per expert
+    std::vector<T*> dw1, dw2, dw3;
+    bool has_shared = false;
+    typename MlpBlock<T>::Weights shared{};
+  };
+  MoeBlock() = default;
+  MoeBlock(const ModelConfig& c, int64_t n);
+
+  static void DeclareActivations(SlotDeclarer* acts, const ModelConfig& c, int64_t n);
+  static void DeclareWorkspace(SlotDeclarer* ws, const ModelConfig& c, int64_t n);
+  // shared_acts / shared_ws bind the shared-expert MLP (ignored without shared experts).
+  void Bind(Weights w, const SlotBinder& acts, const SlotBinder& ws, const SlotBinder& shared_acts,
+            const SlotBinder& shared_ws);
+
+  // y(N,C) (overwrite) from hn(N,C). Adds this layer's aux statistics into aux_counts(E) and
+  // aux_prob_sum(E), and returns sum_t logsumexp(logits_t)^2 (for the z-loss).
+  double Forward(T* y, const T* hn, double* aux_counts, double* aux_prob_sum);
+  // dhn(N,C) (overwrite) from dy(N,C). aux_coef(E): d loss / d p_te; z_coef: d loss / d sum_t lse^2.
+  void Backward(T* dhn, const T* dy, const T* hn, const double* aux_coef, double z_coef);
+
+  // Tokens kept per expert in the last forward (E), and the number of rows M.
+  const int32_t* counts() const { return counts_; }
+  int64_t num_rows() const { return m_; }
+
+ private:
+  int64_t n_ = 0, c_ = 0, e_ = 0, k_ = 0, f_ = 0, capacity_ = 0;
+  kernels::RouterShape shape_{};
+  Weights w_{};
+  MlpBlock<T> shared_;
+  int64_t m_ = 0;
+  // saved
+  T *logits_ = nullptr, *scores_ = nullptr, *topk_w_ = nullptr, *xs_ = nullptr, *a_ = nullptr,
+    *b_ = nullptr, *h_ = nullptr, *ys_ = nullptr;
+  int32_t *topk_idx_ = nullptr, *counts_ = nullptr, *offsets_ = nullptr, *sorted_pos_ = nullptr,
+          *row_token_ = nullptr;
+  // workspace
+  T *dlogits_ = nullptr, *dweight_ = nullptr, *dys_ = nullptr, *dh_ = nullptr, *da_ = nullptr,
+    *db_ = nullptr, *dxs_ = nullptr, *dxs2_ = nullptr;
+};
+
+}  // namespace moetrain::model
