@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <sstream>
 #include <ostream>
 #include <vector>
 
@@ -69,11 +70,11 @@ void ReferenceForward(std::vector<double>& out, std::vector<double>& lse,
 
 // Inputs (q, k, v, dout) and everything the kernel produces, in type T.
 template <typename T>
-struct Run {
+struct Result {
   std::vector<T> q, k, v, dout;
   std::vector<T> out, lse, dq, dk, dv;
 
-  Run(const Shape& x, const std::vector<double>& q64, const std::vector<double>& k64,
+  Result(const Shape& x, const std::vector<double>& q64, const std::vector<double>& k64,
       const std::vector<double>& v64, const std::vector<double>& dout64)
       : q(Cast<T>(q64)), k(Cast<T>(k64)), v(Cast<T>(v64)), dout(Cast<T>(dout64)) {}
 
@@ -103,8 +104,8 @@ struct Inputs {
         v(RandomVector<double>(x.KvElems(), seed + 2)),
         dout(RandomVector<double>(x.QElems(), seed + 3)) {}
   template <typename T>
-  Run<T> Make(const Shape& x) const {
-    return Run<T>(x, q, k, v, dout);
+  Result<T> Make(const Shape& x) const {
+    return Result<T>(x, q, k, v, dout);
   }
 };
 
@@ -118,12 +119,12 @@ TEST_P(AttentionForwardTest, MatchesFloat64Reference) {
   std::vector<double> out_ref, lse_ref;
   ReferenceForward(out_ref, lse_ref, in.q, in.k, in.v, x);
 
-  Run<double> r64 = in.Make<double>(x);
+  Result<double> r64 = in.Make<double>(x);
   r64.Forward(x, 2);
   EXPECT_TRUE(AllClose(r64.out, out_ref, 1e-12, 1e-13, "double out"));
   EXPECT_TRUE(AllClose(r64.lse, lse_ref, 1e-12, 1e-13, "double lse"));
 
-  Run<float> r32 = in.Make<float>(x);
+  Result<float> r32 = in.Make<float>(x);
   r32.Forward(x, 2);
   EXPECT_TRUE(AllClose(r32.out, out_ref, 1e-5, 1e-5, "float out"));
   EXPECT_TRUE(AllClose(r32.lse, lse_ref, 1e-5, 1e-5, "float lse"));
@@ -147,7 +148,7 @@ INSTANTIATE_TEST_SUITE_P(
 // reference forward.
 void CheckGradientsByFiniteDifferences(const Shape& x, int64_t stride) {
   Inputs in(x, 11);  // in.dout plays R, so dL/dout = R
-  Run<double> run = in.Make<double>(x);
+  Result<double> run = in.Make<double>(x);
   run.Forward(x, 2);
   run.Backward(x, 2);
 
@@ -188,10 +189,10 @@ TEST(AttentionBackwardTest, FloatMatchesDouble) {
   for (const Shape& x : {Shape{2, 130, 4, 2, 16}, Shape{1, 65, 6, 1, 12}}) {
     SCOPED_TRACE(::testing::PrintToString(x));
     const Inputs in(x, 5);
-    Run<double> r64 = in.Make<double>(x);
+    Result<double> r64 = in.Make<double>(x);
     r64.Forward(x, 2);
     r64.Backward(x, 2);
-    Run<float> r32 = in.Make<float>(x);
+    Result<float> r32 = in.Make<float>(x);
     r32.Forward(x, 2);
     r32.Backward(x, 2);
     EXPECT_TRUE(AllClose(r32.dq, r64.dq, 1e-4, 1e-4, "dq"));
@@ -218,12 +219,12 @@ void CheckThreadIndependence() {
   for (const Shape& x : {Shape{1, 130, 6, 1, 16}, Shape{2, 200, 8, 2, 8}}) {
     SCOPED_TRACE(::testing::PrintToString(x));
     const Inputs in(x, 21);
-    Run<T> base = in.Make<T>(x);
+    Result<T> base = in.Make<T>(x);
     base.Forward(x, 1);
     base.Backward(x, 1);
     for (int threads : {2, 3}) {
       SCOPED_TRACE(threads);
-      Run<T> r = in.Make<T>(x);
+      Result<T> r = in.Make<T>(x);
       r.Forward(x, threads);
       r.Backward(x, threads);
       EXPECT_TRUE(BitwiseEqual(r.out, base.out));
