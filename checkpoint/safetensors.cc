@@ -9,11 +9,10 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <tuple>
 #include <utility>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -160,12 +159,18 @@ std::string DirName(const std::string& path) {
 
 const char* SafetensorsDTypeName(DType dtype) {
   switch (dtype) {
-    case DType::kF32: return "F32";
-    case DType::kF64: return "F64";
-    case DType::kBF16: return "BF16";
-    case DType::kF16: return "F16";
-    case DType::kI32: return "I32";
-    case DType::kI64: return "I64";
+    case DType::kF32:
+      return "F32";
+    case DType::kF64:
+      return "F64";
+    case DType::kBF16:
+      return "BF16";
+    case DType::kF16:
+      return "F16";
+    case DType::kI32:
+      return "I32";
+    case DType::kI64:
+      return "I64";
   }
   return "?";
 }
@@ -218,8 +223,8 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
     }
     size = static_cast<size_t>(st.st_size);
     if (size < 8) {
-      return DataLoss(path, absl::StrCat("file is ", size,
-                                         " bytes, shorter than the 8-byte header length"));
+      return DataLoss(
+          path, absl::StrCat("file is ", size, " bytes, shorter than the 8-byte header length"));
     }
     void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.get(), 0);
     if (map == MAP_FAILED) return ErrnoError(errno, path, "mmap failed");
@@ -258,8 +263,8 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
       if (!v.is_object()) return DataLoss(path, "__metadata__ is not a JSON object");
       for (auto m = v.begin(); m != v.end(); ++m) {
         if (!m.value().is_string()) {
-          return DataLoss(path, absl::StrCat("__metadata__ value for '", m.key(),
-                                             "' is a ", m.value().type_name(), ", not a string"));
+          return DataLoss(path, absl::StrCat("__metadata__ value for '", m.key(), "' is a ",
+                                             m.value().type_name(), ", not a string"));
         }
         file.metadata_[m.key()] = m.value().get<std::string>();
       }
@@ -312,14 +317,14 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
     const uint64_t begin = joffsets[0].get<uint64_t>();
     const uint64_t end = joffsets[1].get<uint64_t>();
     if (begin > end) {
-      return DataLoss(path, absl::StrCat(where, "data_offsets [", begin, ", ", end,
-                                         "] has begin > end"));
+      return DataLoss(path,
+                      absl::StrCat(where, "data_offsets [", begin, ", ", end, "] has begin > end"));
     }
     if (end - begin != nbytes) {
-      return DataLoss(path, absl::StrCat(where, "data_offsets [", begin, ", ", end, "] hold ",
-                                         end - begin, " bytes but ", jdtype.get<std::string>(),
-                                         " shape ", ShapeString(entry.info.shape), " needs ",
-                                         nbytes));
+      return DataLoss(
+          path, absl::StrCat(where, "data_offsets [", begin, ", ", end, "] hold ", end - begin,
+                             " bytes but ", jdtype.get<std::string>(), " shape ",
+                             ShapeString(entry.info.shape), " needs ", nbytes));
     }
     if (end > data_size) {
       return DataLoss(path, absl::StrCat(where, "data_offsets [", begin, ", ", end,
@@ -338,10 +343,10 @@ absl::StatusOr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
   });
   for (size_t i = 1; i < ranges.size(); ++i) {
     if (ranges[i].begin < ranges[i - 1].end) {
-      return DataLoss(path, absl::StrCat("tensors '", *ranges[i - 1].name, "' [",
-                                         ranges[i - 1].begin, ", ", ranges[i - 1].end, ") and '",
-                                         *ranges[i].name, "' [", ranges[i].begin, ", ",
-                                         ranges[i].end, ") overlap"));
+      return DataLoss(
+          path, absl::StrCat("tensors '", *ranges[i - 1].name, "' [", ranges[i - 1].begin, ", ",
+                             ranges[i - 1].end, ") and '", *ranges[i].name, "' [", ranges[i].begin,
+                             ", ", ranges[i].end, ") overlap"));
     }
   }
   return file;
@@ -357,9 +362,8 @@ std::vector<std::string> SafetensorsFile::Names() const {
 absl::StatusOr<const SafetensorsFile::Entry*> SafetensorsFile::Find(const std::string& name) const {
   auto it = tensors_.find(name);
   if (it == tensors_.end()) {
-    return absl::NotFoundError(
-        absl::StrCat(Where(path_), "no tensor '", name, "' (file has ", tensors_.size(),
-                     " tensors)"));
+    return absl::NotFoundError(absl::StrCat(Where(path_), "no tensor '", name, "' (file has ",
+                                            tensors_.size(), " tensors)"));
   }
   return &it->second;
 }
@@ -387,9 +391,8 @@ absl::Status SafetensorsFile::ReadInto(const std::string& name, const TensorView
   ASSIGN_OR_RETURN(const Entry* e, Find(name));
   const TensorInfo& info = e->info;
   if (dst.device() != Device::kCpu) {
-    return absl::InvalidArgumentError(absl::StrCat(Where(path_), "tensor '", name,
-                                                   "': destination ", dst.ToString(),
-                                                   " is not on the CPU"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        Where(path_), "tensor '", name, "': destination ", dst.ToString(), " is not on the CPU"));
   }
   if (dst.shape().dims() != info.shape) {
     return absl::InvalidArgumentError(
@@ -439,14 +442,14 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<NamedTe
           absl::StrCat(Where(path), "duplicate tensor name '", t.name, "'"));
     }
     if (t.view.device() != Device::kCpu) {
-      return absl::InvalidArgumentError(absl::StrCat(Where(path), "tensor '", t.name, "': ",
-                                                     t.view.ToString(), " is not on the CPU"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          Where(path), "tensor '", t.name, "': ", t.view.ToString(), " is not on the CPU"));
     }
     if (!CanWrite(t.view.dtype(), t.out_dtype)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          Where(path), "tensor '", t.name, "': cannot write ", DTypeName(t.view.dtype()),
-          " data as ", DTypeName(t.out_dtype),
-          " (supported: f32/f64 to F32, F64, BF16, F16, or any dtype to itself)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(Where(path), "tensor '", t.name, "': cannot write ",
+                       DTypeName(t.view.dtype()), " data as ", DTypeName(t.out_dtype),
+                       " (supported: f32/f64 to F32, F64, BF16, F16, or any dtype to itself)"));
     }
     MT_CHECK_MSG(t.view.numel() == 0 || t.view.data() != nullptr, "WriteSafetensors: tensor '",
                  t.name, "' has no data");
@@ -462,9 +465,8 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<NamedTe
   try {
     header_text = header.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::strict);
   } catch (const nlohmann::json::exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(Where(path), "cannot encode the header (names and metadata must be UTF-8): ",
-                     e.what()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        Where(path), "cannot encode the header (names and metadata must be UTF-8): ", e.what()));
   }
   header_text.append((8 - header_text.size() % 8) % 8, ' ');
   uint8_t len_bytes[8];
@@ -500,7 +502,8 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<NamedTe
     for (int64_t i = 0; i < n; i += kChunk) {
       const int64_t count = std::min(kChunk, n - i);
       if (t.view.dtype() == DType::kF32) {
-        EncodeFloating(static_cast<const float*>(t.view.data()) + i, count, t.out_dtype, buf.data());
+        EncodeFloating(static_cast<const float*>(t.view.data()) + i, count, t.out_dtype,
+                       buf.data());
       } else {
         EncodeFloating(static_cast<const double*>(t.view.data()) + i, count, t.out_dtype,
                        buf.data());
@@ -519,14 +522,14 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<NamedTe
   const std::string dir = DirName(path);
   Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir_fd.get() < 0) {
-    return ErrnoError(errno, path, absl::StrCat("written, but cannot open directory '", dir,
-                                                "' to fsync it"));
+    return ErrnoError(errno, path,
+                      absl::StrCat("written, but cannot open directory '", dir, "' to fsync it"));
   }
   // Some file systems do not support fsync on directories (EINVAL); the rename is then as durable
   // as that file system makes it.
   if (::fsync(dir_fd.get()) != 0 && errno != EINVAL && errno != ENOTSUP) {
-    return ErrnoError(errno, path, absl::StrCat("written, but fsync of directory '", dir,
-                                                "' failed"));
+    return ErrnoError(errno, path,
+                      absl::StrCat("written, but fsync of directory '", dir, "' failed"));
   }
   return absl::OkStatus();
 }

@@ -7,11 +7,11 @@
 // moetrain reads and writes the dtypes it has (core/dtype.h): F64, F32, BF16, F16, I32, I64. Other
 // dtypes of the spec (U8, BOOL, F8_*, ...) make Open fail with a message naming the tensor.
 //
-// Reading: SafetensorsFile::Open maps the file read-only and validates the whole header up front, so
-// every later call only fails for caller errors (unknown name, wrong destination shape or dtype).
-// Writing: WriteSafetensors is atomic: it writes `path + ".tmp.<pid>"`, fsyncs it, renames it over
-// `path` and fsyncs the directory. A failure never leaves a partial file at `path`; an existing file
-// there stays untouched unless the rename succeeded. See docs/safetensors.md.
+// Reading: SafetensorsFile::Open maps the file read-only and validates the whole header up front,
+// so every later call only fails for caller errors (unknown name, wrong destination shape or
+// dtype). Writing: WriteSafetensors is atomic: it writes `path + ".tmp.<pid>"`, fsyncs it, renames
+// it over `path` and fsyncs the directory. A failure never leaves a partial file at `path`; an
+// existing file there stays untouched unless the rename succeeded. See docs/safetensors.md.
 //
 // Every error Status names the file (and the tensor, where one is involved).
 #pragma once
@@ -46,19 +46,20 @@ struct TensorInfo {
 
 // A validated, read-only, memory-mapped safetensors file.
 //
-// Open checks: the file exists and is a regular file; it has at least 8 bytes; the header length fits
-// in the file; the header is a JSON object; each tensor has a known dtype, a shape of non-negative
-// integers and two data_offsets begin <= end; (end - begin) == numel * dtype size; every range lies
-// inside the data buffer; no two non-empty ranges overlap; "__metadata__" (if present) maps strings
-// to strings. Holes between ranges and ranges in any order are allowed (the spec permits them).
+// Open checks: the file exists and is a regular file; it has at least 8 bytes; the header length
+// fits in the file; the header is a JSON object; each tensor has a known dtype, a shape of
+// non-negative integers and two data_offsets begin <= end; (end - begin) == numel * dtype size;
+// every range lies inside the data buffer; no two non-empty ranges overlap; "__metadata__" (if
+// present) maps strings to strings. Holes between ranges and ranges in any order are allowed (the
+// spec permits them).
 //
 // Lifetime: owns the mapping; move-only. The file must not be truncated while open (reading a
 // truncated mapping raises SIGBUS); replacing it by rename, as WriteSafetensors does, is safe.
 // Thread-safety: all const methods may be called concurrently from any number of threads.
 class SafetensorsFile {
  public:
-  // Errors: NotFound if the file does not exist; FailedPrecondition if it cannot be opened or mapped
-  // or is not a regular file; DataLoss for any header or layout problem listed above.
+  // Errors: NotFound if the file does not exist; FailedPrecondition if it cannot be opened or
+  // mapped or is not a regular file; DataLoss for any header or layout problem listed above.
   static absl::StatusOr<SafetensorsFile> Open(const std::string& path);
 
   SafetensorsFile(const SafetensorsFile&) = delete;
@@ -86,8 +87,8 @@ class SafetensorsFile {
   // Copies the tensor into dst, converting from the stored dtype.
   // REQUIRES: dst.data() points to dst.nbytes() writable bytes (unless dst is empty of elements).
   // Supported: dst f32/f64 from any stored dtype; dst of any dtype equal to the stored dtype (a raw
-  // copy, e.g. BF16 into bf16). Errors: NotFound (no such tensor); InvalidArgument if dst.shape() is
-  // not exactly the stored shape (message names the tensor, the file and both shapes), if the
+  // copy, e.g. BF16 into bf16). Errors: NotFound (no such tensor); InvalidArgument if dst.shape()
+  // is not exactly the stored shape (message names the tensor, the file and both shapes), if the
   // conversion is unsupported, or if dst is not on the CPU.
   absl::Status ReadInto(const std::string& name, const TensorView& dst) const;
 
@@ -116,9 +117,9 @@ struct NamedTensor {
 
 // Writes `tensors` (laid out in the order given, no gaps) and `metadata` to `path` atomically.
 // Conversions: f32/f64 data to F32, F64, BF16 or F16 (16-bit outputs round to nearest even with
-// core/dtype.h; f64 data goes through f32 first, as torch does); any data to its own dtype (raw copy).
-// The JSON header keeps the given order, puts "__metadata__" first (omitted when metadata is empty)
-// and is padded with spaces to a multiple of 8 bytes, as the Python library writes it.
+// core/dtype.h; f64 data goes through f32 first, as torch does); any data to its own dtype (raw
+// copy). The JSON header keeps the given order, puts "__metadata__" first (omitted when metadata is
+// empty) and is padded with spaces to a multiple of 8 bytes, as the Python library writes it.
 // REQUIRES: every view with elements has non-null data.
 // Errors (all name the file): InvalidArgument for an empty, duplicate or reserved ("__metadata__")
 // name, a non-CPU view, an unsupported conversion or invalid UTF-8 in a name or metadata (all

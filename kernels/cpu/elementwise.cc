@@ -46,6 +46,7 @@ template <typename T> bool AllFinite(const T* x, int64_t n) {
   template bool AllFinite<T>(const T*, int64_t);
 MT_INSTANTIATE(float)
 MT_INSTANTIATE(double)
+template void Copy<int32_t>(int32_t*, const int32_t*, int64_t);
 #undef MT_INSTANTIATE
 
 }  // namespace moetrain::kernels

@@ -1,7 +1,7 @@
 // Safetensors reader/writer tests. Independent evidence that the parse is right comes from (1) the
-// golden fixture written by Python's safetensors, checked against config.json, (2) a byte buffer the
-// test assembles by hand, with known bit patterns, (3) bitwise round trips, and (4) one test per
-// corruption class, each of which must fail with a message naming the file.
+// golden fixture written by Python's safetensors, checked against config.json, (2) a byte buffer
+// the test assembles by hand, with known bit patterns, (3) bitwise round trips, and (4) one test
+// per corruption class, each of which must fail with a message naming the file.
 #include "checkpoint/safetensors.h"
 
 #include <sys/stat.h>
@@ -13,8 +13,6 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
 
 #include "gmock/gmock.h"
@@ -141,7 +139,7 @@ TEST(SafetensorsFixtureTest, ModelNamesAndShapesMatchConfig) {
   }
   EXPECT_EQ(file->metadata(), (std::map<std::string, std::string>{{"format", "pt"}}));
 
-  // Values: finite, not all zero; norms are initialised near 1; ReadInto f64 agrees with ReadAsFloat.
+  // Values: finite, not all zero; ReadInto f64 agrees with ReadAsFloat.
   auto embed = file->ReadAsFloat("model.embed_tokens.weight");
   ASSERT_TRUE(embed.ok()) << embed.status();
   ASSERT_EQ(embed->size(), static_cast<size_t>(vocab * hidden));
@@ -213,23 +211,22 @@ TEST(SafetensorsFixtureTest, ReferenceOutputs) {
 // header length that is not a multiple of 8 (so the data is unaligned).
 
 TEST_F(SafetensorsTest, HandAssembledFile) {
-  const std::string header =
-      R"({"__metadata__":{"k":"v","format":"pt"},)"
-      R"("f16":{"dtype":"F16","shape":[2],"data_offsets":[40,44]},)"
-      R"("bf16":{"dtype":"BF16","shape":[1,2],"data_offsets":[0,4]},)"
-      R"("f64":{"dtype":"F64","shape":[],"data_offsets":[4,12]},)"
-      R"("i32":{"dtype":"I32","shape":[3],"data_offsets":[12,24]},)"
-      R"("f32":{"dtype":"F32","shape":[2,1],"data_offsets":[24,32]},)"
-      R"("empty":{"dtype":"F32","shape":[2,0],"data_offsets":[32,32]},)"
-      R"("i64":{"dtype":"I64","shape":[1],"data_offsets":[44,52]}})";
+  const std::string header = R"({"__metadata__":{"k":"v","format":"pt"},)"
+                             R"("f16":{"dtype":"F16","shape":[2],"data_offsets":[40,44]},)"
+                             R"("bf16":{"dtype":"BF16","shape":[1,2],"data_offsets":[0,4]},)"
+                             R"("f64":{"dtype":"F64","shape":[],"data_offsets":[4,12]},)"
+                             R"("i32":{"dtype":"I32","shape":[3],"data_offsets":[12,24]},)"
+                             R"("f32":{"dtype":"F32","shape":[2,1],"data_offsets":[24,32]},)"
+                             R"("empty":{"dtype":"F32","shape":[2,0],"data_offsets":[32,32]},)"
+                             R"("i64":{"dtype":"I64","shape":[1],"data_offsets":[44,52]}})";
   ASSERT_NE(header.size() % 8, 0u);
   std::string data;
-  data += Bytes<uint16_t>(0x3F80) + Bytes<uint16_t>(0x4049);     // bf16: 1.0, 3.140625
-  data += Bytes<uint64_t>(0x3FE0000000000000ull);                 // f64: 0.5
+  data += Bytes<uint16_t>(0x3F80) + Bytes<uint16_t>(0x4049);  // bf16: 1.0, 3.140625
+  data += Bytes<uint64_t>(0x3FE0000000000000ull);             // f64: 0.5
   data += Bytes<int32_t>(1) + Bytes<int32_t>(-2) + Bytes<int32_t>(3);
   data += Bytes<uint32_t>(0x40200000u) + Bytes<uint32_t>(0xBF800000u);  // f32: 2.5, -1.0
-  data += std::string(8, '\xAA');                                 // a hole at [32, 40)
-  data += Bytes<uint16_t>(0x3C00) + Bytes<uint16_t>(0xC000);     // f16: 1.0, -2.0
+  data += std::string(8, '\xAA');                                       // a hole at [32, 40)
+  data += Bytes<uint16_t>(0x3C00) + Bytes<uint16_t>(0xC000);            // f16: 1.0, -2.0
   data += Bytes<int64_t>(-7);
   const std::string path = Path("hand.safetensors");
   WriteFileBytes(path, Assemble(header, data));
@@ -237,8 +234,7 @@ TEST_F(SafetensorsTest, HandAssembledFile) {
   auto file = SafetensorsFile::Open(path);
   ASSERT_TRUE(file.ok()) << file.status();
   EXPECT_THAT(file->Names(), ElementsAre("bf16", "empty", "f16", "f32", "f64", "i32", "i64"));
-  EXPECT_EQ(file->metadata(),
-            (std::map<std::string, std::string>{{"format", "pt"}, {"k", "v"}}));
+  EXPECT_EQ(file->metadata(), (std::map<std::string, std::string>{{"format", "pt"}, {"k", "v"}}));
 
   EXPECT_THAT(*file->ReadAsDouble("bf16"), ElementsAre(1.0, 3.140625));
   EXPECT_THAT(*file->ReadAsDouble("f16"), ElementsAre(1.0, -2.0));
@@ -387,8 +383,7 @@ TEST_F(SafetensorsTest, RoundTripIsBitwiseForF32AndF64AndRneFor16Bit) {
     ASSERT_EQ(DoubleBits(f64[i]), DoubleBits(d[i]));
     ASSERT_EQ(FloatBits(bf16[i]), FloatBits(Bf16ToFloat(FloatToBf16(f[i]))));
     ASSERT_EQ(FloatBits(f16[i]), FloatBits(F16ToFloat(FloatToF16(f[i]))));
-    ASSERT_EQ(FloatBits(d_bf16[i]),
-              FloatBits(Bf16ToFloat(FloatToBf16(static_cast<float>(d[i])))));
+    ASSERT_EQ(FloatBits(d_bf16[i]), FloatBits(Bf16ToFloat(FloatToBf16(static_cast<float>(d[i])))));
     ASSERT_EQ(FloatBits(d_f32[i]), FloatBits(static_cast<float>(d[i])));
     if (std::isnan(f[i])) {
       ASSERT_TRUE(std::isnan(f_f64[i]));
@@ -397,9 +392,9 @@ TEST_F(SafetensorsTest, RoundTripIsBitwiseForF32AndF64AndRneFor16Bit) {
     }
   }
   // Spot checks of the 16-bit rounding that do not go through core/dtype.h.
-  EXPECT_EQ(bf16[n - 3], 1.0f);        // 1 + 2^-8 ties to even (1.0)
-  EXPECT_EQ(bf16[n - 2], 1.015625f);   // 1 + 3*2^-8 ties to even (1 + 2^-6)
-  EXPECT_EQ(f16[n - 7], 65504.0f);     // max f16
+  EXPECT_EQ(bf16[n - 3], 1.0f);         // 1 + 2^-8 ties to even (1.0)
+  EXPECT_EQ(bf16[n - 2], 1.015625f);    // 1 + 3*2^-8 ties to even (1 + 2^-6)
+  EXPECT_EQ(f16[n - 7], 65504.0f);      // max f16
   EXPECT_TRUE(std::isinf(f16[n - 6]));  // 65520 rounds to inf
   EXPECT_EQ(DoubleBits(*file->ReadAsDouble("scalar")->data()), DoubleBits(d[0]));
 
@@ -451,11 +446,9 @@ TEST_F(SafetensorsTest, CorruptFilesFailWithTheFileName) {
        "missing field 'shape'"},
       {"missing_offsets", with_entry(R"("a":{"dtype":"F32","shape":[2]})", eight),
        "missing field 'data_offsets'"},
-      {"dtype_not_string",
-       with_entry(R"("a":{"dtype":4,"shape":[2],"data_offsets":[0,8]})", eight),
+      {"dtype_not_string", with_entry(R"("a":{"dtype":4,"shape":[2],"data_offsets":[0,8]})", eight),
        "dtype is not a string"},
-      {"unknown_dtype",
-       with_entry(R"("a":{"dtype":"Q7","shape":[2],"data_offsets":[0,8]})", eight),
+      {"unknown_dtype", with_entry(R"("a":{"dtype":"Q7","shape":[2],"data_offsets":[0,8]})", eight),
        "unsupported safetensors dtype 'Q7'"},
       {"unsupported_spec_dtype",
        with_entry(R"("a":{"dtype":"U8","shape":[8],"data_offsets":[0,8]})", eight),
@@ -463,16 +456,14 @@ TEST_F(SafetensorsTest, CorruptFilesFailWithTheFileName) {
       {"negative_dim",
        with_entry(R"("a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]})", eight),
        "non-negative integers"},
-      {"float_dim",
-       with_entry(R"("a":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]})", eight),
+      {"float_dim", with_entry(R"("a":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]})", eight),
        "non-negative integers"},
       {"shape_not_array",
        with_entry(R"("a":{"dtype":"F32","shape":2,"data_offsets":[0,8]})", eight),
        "shape is not an array"},
       {"shape_overflow",
-       with_entry(
-           R"("a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]})",
-           eight),
+       with_entry(R"("a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]})",
+                  eight),
        "overflows"},
       {"offsets_three",
        with_entry(R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,4,8]})", eight),
@@ -481,8 +472,7 @@ TEST_F(SafetensorsTest, CorruptFilesFailWithTheFileName) {
        with_entry(R"("a":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]})", eight),
        "is not [begin, end]"},
       {"offsets_reversed",
-       with_entry(R"("a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]})", eight),
-       "begin > end"},
+       with_entry(R"("a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]})", eight), "begin > end"},
       {"size_mismatch",
        with_entry(R"("a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]})", eight + "1234"),
        "needs 12"},
@@ -542,9 +532,9 @@ TEST_F(SafetensorsTest, FailedWriteLeavesExistingFileIntact) {
   const std::string path = Path("model.safetensors");
   std::vector<float> v = {1, 2, 3, 4};
   std::vector<double> d = {5, 6};
-  ASSERT_TRUE(WriteSafetensors(
-                  path, {{"v", TensorView(v.data(), Shape({4}), DType::kF32), DType::kF32}},
-                  {{"version", "1"}})
+  ASSERT_TRUE(WriteSafetensors(path,
+                               {{"v", TensorView(v.data(), Shape({4}), DType::kF32), DType::kF32}},
+                               {{"version", "1"}})
                   .ok());
   const std::string before = ReadFileBytes(path);
 
@@ -560,8 +550,9 @@ TEST_F(SafetensorsTest, FailedWriteLeavesExistingFileIntact) {
       {"duplicate name", {{"v", fv, DType::kF32}, {"v", fv, DType::kF16}}, {}},
       {"reserved name", {{"__metadata__", fv, DType::kF32}}, {}},
       {"empty name", {{"", fv, DType::kF32}}, {}},
-      {"cuda view", {{"v", TensorView(v.data(), Shape({4}), DType::kF32, Device::kCuda),
-                      DType::kF32}}, {}},
+      {"cuda view",
+       {{"v", TensorView(v.data(), Shape({4}), DType::kF32, Device::kCuda), DType::kF32}},
+       {}},
       {"invalid utf-8", {{"v\xff", fv, DType::kF32}}, {}},
       {"invalid utf-8 metadata", {{"v", fv, DType::kF32}}, {{"k", "\xc3"}}},
   };
@@ -591,8 +582,7 @@ TEST_F(SafetensorsTest, FailedWriteLeavesExistingFileIntact) {
   EXPECT_THAT(ListDir(), ElementsAre("is_a_dir", "model.safetensors"));
 
   // A successful overwrite replaces the file.
-  ASSERT_TRUE(
-      WriteSafetensors(path, {{"v", fv, DType::kF16}}, {{"version", "2"}}).ok());
+  ASSERT_TRUE(WriteSafetensors(path, {{"v", fv, DType::kF16}}, {{"version", "2"}}).ok());
   auto file = SafetensorsFile::Open(path);
   ASSERT_TRUE(file.ok());
   EXPECT_EQ(file->metadata().at("version"), "2");
@@ -605,9 +595,8 @@ TEST_F(SafetensorsTest, RelativePathWorks) {
   ASSERT_NE(::getcwd(cwd, sizeof(cwd)), nullptr);
   ASSERT_EQ(::chdir(dir_.c_str()), 0);
   std::vector<float> v = {1, 2};
-  absl::Status s =
-      WriteSafetensors("rel.safetensors",
-                       {{"v", TensorView(v.data(), Shape({2}), DType::kF32), DType::kF32}});
+  absl::Status s = WriteSafetensors(
+      "rel.safetensors", {{"v", TensorView(v.data(), Shape({2}), DType::kF32), DType::kF32}});
   auto file = SafetensorsFile::Open("rel.safetensors");
   ASSERT_EQ(::chdir(cwd), 0);
   ASSERT_TRUE(s.ok()) << s;

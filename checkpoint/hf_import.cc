@@ -1,0 +1,34 @@
+#include "checkpoint/hf_import.h"
+
+#include <filesystem>
+
+#include "checkpoint/safetensors.h"
+#include "core/status.h"
+
+namespace moetrain::checkpoint {
+
+template <typename T>
+absl::Status LoadHfWeights(const std::string& path, model::Model<T>* model) {
+  std::string file = path;
+  if (std::filesystem::is_directory(path)) file = (std::filesystem::path(path) / "model.safetensors").string();
+  ASSIGN_OR_RETURN(SafetensorsFile st, SafetensorsFile::Open(file));
+  const model::ParamTable& table = model->table();
+  for (const std::string& name : st.Names()) {
+    if (table.Find(name) == nullptr)
+      return absl::InvalidArgumentError(absl::StrCat(
+          file, ": tensor '", name, "' is not a parameter of this model configuration"));
+  }
+  for (const model::ParamSpec& spec : table.specs()) {
+    if (!st.Has(spec.name)) {
+      if (spec.kind == model::ParamKind::kBuffer) continue;
+      return absl::NotFoundError(absl::StrCat(file, ": missing tensor '", spec.name, "'"));
+    }
+    RETURN_IF_ERROR(st.ReadInto(spec.name, model->Param(spec.name)));
+  }
+  return absl::OkStatus();
+}
+
+template absl::Status LoadHfWeights<float>(const std::string&, model::Model<float>*);
+template absl::Status LoadHfWeights<double>(const std::string&, model::Model<double>*);
+
+}  // namespace moetrain::checkpoint
