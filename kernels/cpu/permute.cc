@@ -27,8 +27,8 @@ namespace moetrain::kernels {
 int64_t PermutePlan(int32_t* counts, int32_t* offsets, int32_t* sorted_pos, int32_t* row_token,
                     const int32_t* topk_idx, int64_t n, int64_t k, int64_t num_experts,
                     int64_t capacity) {
-  MT_CHECK_MSG(num_experts >= 1 && k >= 1 && capacity >= 0, "PermutePlan: num_experts=",
-               num_experts, " k=", k, " capacity=", capacity);
+  MT_CHECK_MSG(num_experts >= 1 && k >= 1 && capacity >= 0,
+               "PermutePlan: num_experts=", num_experts, " k=", k, " capacity=", capacity);
   for (int64_t e = 0; e < num_experts; ++e) counts[e] = 0;
   for (int64_t a = 0; a < n * k; ++a) {
     const int32_t e = topk_idx[a];
@@ -118,12 +118,12 @@ void UnpermuteBackward(T* dys, T* dweight, const T* dy, const T* ys, const T* we
   }
 }
 
-#define MT_INSTANTIATE(T)                                                                        \
-  template void PermuteForward<T>(T*, const T*, const int32_t*, int64_t, int64_t);               \
-  template void PermuteBackward<T>(T*, const T*, const int32_t*, int64_t, int64_t, int64_t);     \
-  template void UnpermuteForward<T>(T*, const T*, const T*, const int32_t*, int64_t, int64_t,    \
-                                    int64_t);                                                    \
-  template void UnpermuteBackward<T>(T*, T*, const T*, const T*, const T*, const int32_t*,       \
+#define MT_INSTANTIATE(T)                                                                     \
+  template void PermuteForward<T>(T*, const T*, const int32_t*, int64_t, int64_t);            \
+  template void PermuteBackward<T>(T*, const T*, const int32_t*, int64_t, int64_t, int64_t);  \
+  template void UnpermuteForward<T>(T*, const T*, const T*, const int32_t*, int64_t, int64_t, \
+                                    int64_t);                                                 \
+  template void UnpermuteBackward<T>(T*, T*, const T*, const T*, const T*, const int32_t*,    \
                                      int64_t, int64_t, int64_t);
 MT_INSTANTIATE(float)
 MT_INSTANTIATE(double)

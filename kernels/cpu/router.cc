@@ -4,8 +4,8 @@
 //   softmax   s_e = exp(l_e - m) / sum_f exp(l_f - m),  m = max_f l_f      (never overflows)
 //   sigmoid   s_e = 1 / (1 + exp(-l_e)), written as exp(l) / (1 + exp(l)) for l < 0
 //   select    k passes over the experts; pass j takes the best expert ranked strictly after the
-//             one pass j-1 took, in the order (score + bias descending, index ascending). That order
-//             is total, so nothing needs to be marked and no scratch memory is needed.
+//             one pass j-1 took, in the order (score + bias descending, index ascending). That
+//             order is total, so nothing needs to be marked and no scratch memory is needed.
 //   weights   w_j = s_{K_j} / D with D = sum_j s_{K_j} + eps (renormalize), else w_j = s_{K_j}.
 //
 // Backward: g = dL/ds is built in the dlogits row, then pulled back through the scoring in place.
@@ -18,8 +18,8 @@
 //
 // All per-row arithmetic is done in double and rounded once to T. Everything is parallel over
 // tokens except RouterAccumulateStats (a reduction into E doubles; kept sequential, so it is
-// deterministic). RouterZLossSum reduces fixed token chunks in a fixed order, so its result does not
-// depend on the thread count. No kernel allocates.
+// deterministic). RouterZLossSum reduces fixed token chunks in a fixed order, so its result does
+// not depend on the thread count. No kernel allocates.
 #include "kernels/router.h"
 
 #include <cmath>
@@ -54,7 +54,9 @@ void RowMaxSumExp(const T* l, int64_t num_experts, double* max, double* sum) {
 }
 
 // True when expert a (key ka) ranks before expert b (key kb): larger key, ties to the lower index.
-bool RanksBefore(double ka, int64_t a, double kb, int64_t b) { return ka > kb || (ka == kb && a < b); }
+bool RanksBefore(double ka, int64_t a, double kb, int64_t b) {
+  return ka > kb || (ka == kb && a < b);
+}
 
 // idx(k) = the k best experts of one token by (s + bias), best first. NaN keys are never chosen.
 template <typename T>
@@ -122,8 +124,8 @@ void RouterForward(T* scores, int32_t* topk_idx, T* topk_weight, const T* logits
 }
 
 template <typename T>
-void RouterAccumulateStats(double* counts, double* prob_sum, const T* scores, const int32_t* topk_idx,
-                           int64_t n, const RouterShape& shape) {
+void RouterAccumulateStats(double* counts, double* prob_sum, const T* scores,
+                           const int32_t* topk_idx, int64_t n, const RouterShape& shape) {
   CheckShape(shape);
   const int64_t num_experts = shape.num_experts, k = shape.top_k;
   for (int64_t t = 0; t < n; ++t) {
@@ -170,12 +172,12 @@ void RouterBackward(T* dlogits, const T* dweight, const double* aux_coef, double
   const bool sigmoid = shape.scoring == RouterScoring::kSigmoid;
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n; ++t) {
-    const T* l = logits + t * num_experts;         // (E)
-    const T* s = scores + t * num_experts;         // (E)
-    const int32_t* idx = topk_idx + t * k;         // (k)
-    const T* w = topk_weight + t * k;              // (k)
-    const T* dw = dweight + t * k;                 // (k)
-    T* g = dlogits + t * num_experts;              // (E): dL/ds first, then dL/dl
+    const T* l = logits + t * num_experts;  // (E)
+    const T* s = scores + t * num_experts;  // (E)
+    const int32_t* idx = topk_idx + t * k;  // (k)
+    const T* w = topk_weight + t * k;       // (k)
+    const T* dw = dweight + t * k;          // (k)
+    T* g = dlogits + t * num_experts;       // (E): dL/ds first, then dL/dl
 
     // Aux term.
     if (aux_coef == nullptr) {
@@ -235,13 +237,13 @@ void RouterBackward(T* dlogits, const T* dweight, const double* aux_coef, double
   }
 }
 
-#define MT_INSTANTIATE(T)                                                                         \
-  template void RouterForward<T>(T*, int32_t*, T*, const T*, const float*, int64_t,               \
-                                 const RouterShape&);                                             \
-  template void RouterAccumulateStats<T>(double*, double*, const T*, const int32_t*, int64_t,     \
-                                         const RouterShape&);                                     \
-  template double RouterZLossSum<T>(const T*, int64_t, const RouterShape&);                       \
-  template void RouterBackward<T>(T*, const T*, const double*, double, const T*, const T*,        \
+#define MT_INSTANTIATE(T)                                                                     \
+  template void RouterForward<T>(T*, int32_t*, T*, const T*, const float*, int64_t,           \
+                                 const RouterShape&);                                         \
+  template void RouterAccumulateStats<T>(double*, double*, const T*, const int32_t*, int64_t, \
+                                         const RouterShape&);                                 \
+  template double RouterZLossSum<T>(const T*, int64_t, const RouterShape&);                   \
+  template void RouterBackward<T>(T*, const T*, const double*, double, const T*, const T*,    \
                                   const int32_t*, const T*, int64_t, const RouterShape&);
 MT_INSTANTIATE(float)
 MT_INSTANTIATE(double)

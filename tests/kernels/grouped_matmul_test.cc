@@ -113,17 +113,19 @@ void CheckAgainstReference(const std::vector<int32_t>& counts, uint64_t seed) {
   // dx == nullptr only accumulates dw (a second time).
   GroupedMatmulBackward<T>(nullptr, wt.dw_ptr.data(), dy.data(), x.data(), wt.w_ptr.data(),
                            off.data(), e, kIn, kOut);
-  for (int64_t g = 0; g < e; ++g)
-    if (counts[g] == 0)
+  for (int64_t g = 0; g < e; ++g) {
+    if (counts[g] == 0) {
       EXPECT_EQ(std::memcmp(wt.dw[g].data(), dw0[g].data(), sizeof(T) * kOut * kIn), 0);
+    }
+  }
 }
 
 const std::vector<std::vector<int32_t>> kCountCases = {
-    {1},              // E = 1, a single row
-    {37},             // E = 1
-    {3, 0, 5},        // empty middle expert
-    {0, 7, 0},        // empty first and last
-    {0, 0, 0},        // no rows at all (M = 0)
+    {1},                       // E = 1, a single row
+    {37},                      // E = 1
+    {3, 0, 5},                 // empty middle expert
+    {0, 7, 0},                 // empty first and last
+    {0, 0, 0},                 // no rows at all (M = 0)
     {2, 1, 0, 9, 0, 4, 1, 6},  // E = 8, two empty
 };
 
@@ -163,8 +165,7 @@ TEST(GroupedMatmulTest, BackwardMatchesFiniteDifferences) {
     if (m > 0) worst = std::max(worst, RelativeL2Error(dx, fd_x));
     for (int64_t g = 0; g < e; ++g) {
       std::vector<double> fd_w(kOut * kIn);
-      for (size_t i = 0; i < fd_w.size(); ++i)
-        fd_w[i] = CentralDifference(wt.w[g], i, 1e-4, loss);
+      for (size_t i = 0; i < fd_w.size(); ++i) fd_w[i] = CentralDifference(wt.w[g], i, 1e-4, loss);
       EXPECT_TRUE(AllClose(wt.dw[g], fd_w, 1e-8, 1e-9, "dw[" + std::to_string(g) + "] vs fd"));
       if (counts[g] > 0) worst = std::max(worst, RelativeL2Error(wt.dw[g], fd_w));
     }

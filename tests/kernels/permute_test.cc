@@ -151,8 +151,11 @@ void CheckDataMovers(const Plan& p, int64_t n, int64_t k, int64_t c, uint64_t se
   EXPECT_NEAR(ydy, Dot(Cast<double>(dweight), Cast<double>(weight)),
               10 * tol * (1 + std::fabs(ydy)))
       << "unpermute adjoint in weight";
-  for (int64_t a = 0; a < n * k; ++a)
-    if (p.sorted_pos[a] < 0) EXPECT_EQ(dweight[a], T(0)) << "dropped assignment " << a;
+  for (int64_t a = 0; a < n * k; ++a) {
+    if (p.sorted_pos[a] < 0) {
+      EXPECT_EQ(dweight[a], T(0)) << "dropped assignment " << a;
+    }
+  }
 }
 
 TEST(PermuteTest, PlanAndDataMoversMatchReference) {
@@ -180,7 +183,8 @@ TEST(PermuteTest, PlanAndDataMoversMatchReference) {
 }
 
 TEST(PermuteTest, ExpertsWithNoTokens) {
-  // E = 5; only experts 1 and 3 are ever chosen, so experts 0, 2, 4 (first, middle, last) are empty.
+  // E = 5; only experts 1 and 3 are ever chosen, so experts 0, 2, 4 (first, middle, last) are
+  // empty.
   const int64_t n = 7, k = 2, e = 5, c = 3;
   const auto idx = RandomRouting(n, k, {1, 3}, 77);
   const Plan p = RunPlan(idx, n, k, e, 0);
@@ -194,9 +198,9 @@ TEST(PermuteTest, ExpertsWithNoTokens) {
 TEST(PermuteTest, CapacityKeepsEarliestTokensInOrder) {
   // Expert 0 is everyone's first choice; capacity 2 keeps tokens 0 and 1 only.
   const int64_t n = 4, k = 2, e = 3;
-  const std::vector<int32_t> idx = {0, 1,   //
-                                    0, 2,   //
-                                    2, 0,   //
+  const std::vector<int32_t> idx = {0, 1,  //
+                                    0, 2,  //
+                                    2, 0,  //
                                     0, 1};
   const Plan p = RunPlan(idx, n, k, e, 2);
   EXPECT_EQ(p.m, 6);

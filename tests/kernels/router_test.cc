@@ -20,8 +20,8 @@ namespace {
 using ::moetrain::testing::AllClose;
 using ::moetrain::testing::Cast;
 using ::moetrain::testing::CentralDifference;
+using ::moetrain::testing::Dot;
 using ::moetrain::testing::RandomVector;
-using ::moetrain::testing::RelativeL2Error;
 
 std::string Name(const RouterShape& s, int64_t n) {
   return std::string(s.scoring == RouterScoring::kSoftmax ? "softmax" : "sigmoid") +
@@ -163,7 +163,7 @@ TEST(RouterForwardTest, BiasChangesSelectionButNotWeights) {
     for (bool renorm : {true, false}) {
       RouterShape shape{4, 2, scoring, renorm};
       SCOPED_TRACE(Name(shape, 2));
-      const std::vector<double> logits = {2.0, 1.0, 0.0, -1.0,   //
+      const std::vector<double> logits = {2.0,  1.0, 0.0, -1.0,  //
                                           -1.0, 0.5, 3.0, 1.5};
       const std::vector<float> bias = {0.0f, 0.0f, 1.0f, 1.2f};  // pushes experts 2 and 3 up
       std::vector<double> s0(8), w0(4), s1(8), w1(4);
@@ -297,7 +297,15 @@ double RefLoss(const std::vector<double>& logits, const BackwardCase& c, const f
   return loss;
 }
 
-double worst_backward_rel_err = 0;
+double worst_backward_rel_err = 0, worst_float_rel_err = 0;
+
+double Norm(const std::vector<double>& v) { return std::sqrt(Dot(v, v)); }
+
+std::vector<double> Diff(const std::vector<double>& a, const std::vector<double>& b) {
+  std::vector<double> d(a.size());
+  for (size_t i = 0; i < a.size(); ++i) d[i] = a[i] - b[i];
+  return d;
+}
 
 void CheckBackward(const BackwardCase& c, uint64_t seed) {
   const int64_t n = c.n, e = c.shape.num_experts, k = c.shape.top_k;
@@ -320,8 +328,7 @@ void CheckBackward(const BackwardCase& c, uint64_t seed) {
   std::vector<int32_t> idx(n * k);
   RouterForward(scores.data(), idx.data(), w.data(), logits.data(), bias, n, c.shape);
   RouterBackward(dlogits.data(), dweight.data(), c.use_aux ? aux.data() : nullptr,
-                 c.use_z ? z : 0.0, logits.data(), scores.data(), idx.data(), w.data(), n,
-                 c.shape);
+                 c.use_z ? z : 0.0, logits.data(), scores.data(), idx.data(), w.data(), n, c.shape);
 
   // Margin between the k-th and (k+1)-th key, to be sure the selection is stable under h.
   if (k < e) {
@@ -337,7 +344,9 @@ void CheckBackward(const BackwardCase& c, uint64_t seed) {
   for (size_t i = 0; i < fd.size(); ++i)
     fd[i] = CentralDifference(logits, i, 1e-5,
                               [&] { return RefLoss(logits, c, bias, idx, r, aux, z); });
-  const double rel = RelativeL2Error(dlogits, fd);
+  // Some cases have an identically zero gradient (E = 1 with sigmoid aux p = s / s, k = 1 with
+  // renormalised weights); there the norm-wise error is measured against a floor of 1e-6.
+  const double rel = Norm(Diff(dlogits, fd)) / std::max(Norm(fd), 1e-6);
   worst_backward_rel_err = std::max(worst_backward_rel_err, rel);
   EXPECT_LT(rel, 1e-6) << name;
   EXPECT_TRUE(AllClose(dlogits, fd, 1e-6, 1e-8, "dlogits"));
@@ -351,7 +360,9 @@ void CheckBackward(const BackwardCase& c, uint64_t seed) {
   const auto rf = Cast<float>(dweight);
   RouterBackward(df.data(), rf.data(), c.use_aux ? aux.data() : nullptr, c.use_z ? z : 0.0,
                  lf.data(), sf.data(), idxf.data(), wf.data(), n, c.shape);
-  EXPECT_LT(RelativeL2Error(df, dlogits), 1e-5) << "float vs double";
+  const double rel_float = Norm(Diff(Cast<double>(df), dlogits)) / std::max(Norm(dlogits), 1e-6);
+  worst_float_rel_err = std::max(worst_float_rel_err, rel_float);
+  EXPECT_LT(rel_float, 1e-5) << "float vs double";
 }
 
 TEST(RouterBackwardTest, MatchesFiniteDifferences) {
@@ -368,8 +379,10 @@ TEST(RouterBackwardTest, MatchesFiniteDifferences) {
         CheckBackward({n, shape, true, true, true, false}, ++seed);
         CheckBackward({n, shape, true, true, true, true}, ++seed);
       }
-  std::printf("router backward: worst norm-wise rel err vs finite differences = %.3g\n",
-              worst_backward_rel_err);
+  std::printf(
+      "router backward: worst norm-wise rel err vs finite differences = %.3g, "
+      "float vs double = %.3g\n",
+      worst_backward_rel_err, worst_float_rel_err);
 }
 
 }  // namespace
