@@ -4,7 +4,12 @@
 // Layouts: q(B,S,Hq,D), k(B,S,Hkv,D), v(B,S,Hkv,D), out(B,S,Hq,D), lse(B,Hq,S).
 // Query head h uses KV head h / (Hq / Hkv). Scale = 1/sqrt(D). Position s attends to 0..s.
 // REQUIRES: Hq % Hkv == 0. Workspace: AttentionWorkspaceElems(...) elements of T, caller-owned
-// (planned up front; the kernel allocates nothing). Parallel over (b, h) with OpenMP.
+// (planned up front; the kernel allocates nothing). Parallel with OpenMP over (b, head, block)
+// tasks (schedules in kernels/cpu/attention.cc). REQUIRES: num_threads >= 1, not called from inside an OpenMP parallel region (thread t uses
+// workspace slice t). The workspace does not grow with S (a few 64 x 64 and 64 x D tiles per
+// thread). Sums and exp are in T.
+// Determinism: forward and backward results are bitwise identical for any num_threads and from
+// run to run (every output element is accumulated in one fixed order; no atomics).
 #pragma once
 
 #include <cstdint>
