@@ -1,0 +1,152 @@
+// Training recipes: the YAML file that fully describes one training run, as plain structs.
+//
+// A recipe has these top-level keys (docs/recipes.md lists every key with its type, default and
+// range):
+//
+//   model:      every model::ModelConfig field under its HF name; vocab_size may be `auto`
+//   data:       tokenizer, shards                       (both required)
+//   optim:      lr, betas, eps, weight_decay, grad_clip
+//   schedule:   warmup_steps, decay, min_lr, total_steps (trainer/lr_schedule.h)
+//   batch:      micro_batch, grad_accum, seq_len
+//   precision:  fp32 | bf16 | fp16                       (only fp32 is implemented)
+//   logging:    every_steps, metrics_file
+//   eval:       every_steps, batches
+//   checkpoint: dir, every_steps, keep, async            (placeholder: every_steps must be 0)
+//   sample:     prompts, max_new_tokens, temperature, top_p, seed
+//   seed, threads
+//
+// Every field has a default (below), except data.tokenizer and data.shards, which are required.
+//
+// Loading is strict and happens before any work: unknown keys (with a "did you mean" suggestion),
+// duplicate keys, wrong types (a string, float, list or mapping where an integer is expected,
+// quoted numbers, ...), out-of-range values, inconsistent values (heads % kv_heads, top-k >
+// experts, warmup_steps > total_steps, seq_len > max_position_embeddings, ...), features that are
+// not implemented yet, and YAML syntax errors all give absl::InvalidArgumentError. Its message has
+// one line per problem found, each of the form
+//
+//   FILE:LINE:COL: key.path: what is wrong
+//
+// with 1-based LINE and COL of the offending value (or key), or `--set key.path` in place of
+// FILE:LINE:COL when the value came from an override. Type errors are all reported together; range
+// and consistency checks run only when there are none, after the overrides are applied.
+//
+// Overrides are strings "key.path=value" (the CLI's `--set key.path=value`). The value is parsed as
+// a YAML flow value, so `optim.betas=[0.9,0.99]`, `sample.prompts=["Q: Why", "A: "]` and
+// `model.vocab_size=auto` work; an empty value is YAML null (allowed for strings: ""). A path may
+// name a whole section when the value is a flow mapping (`optim={lr: 1e-3, eps: 1e-6}`). Overrides
+// apply in order, after the file, so a later one wins.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "model/config.h"
+#include "trainer/lr_schedule.h"
+
+namespace moetrain::trainer {
+
+// Numeric precision of the training step. Only kFp32 is implemented: the others fail validation.
+enum class Precision { kFp32, kBf16, kFp16 };
+
+// "fp32", "bf16" or "fp16": the spelling used in recipes.
+std::string_view PrecisionName(Precision precision);
+
+struct DataConfig {
+  std::string tokenizer;  // REQUIRED, non-empty: path to a SentencePiece .model file
+  std::string shards;     // REQUIRED, non-empty: path to a prepared token-shard directory
+};
+
+struct OptimConfig {
+  double lr = 3e-4;                           // peak learning rate; > 0
+  std::array<double, 2> betas = {0.9, 0.95};  // AdamW beta1, beta2; each in [0, 1)
+  double eps = 1e-8;                          // > 0
+  double weight_decay = 0.1;                  // >= 0 (decoupled, AdamW)
+  double grad_clip = 1.0;                     // max global gradient L2 norm; >= 0, 0 = off
+};
+
+struct BatchConfig {
+  int64_t micro_batch = 8;  // sequences per forward/backward; > 0
+  int64_t grad_accum = 1;   // micro-batches per optimizer step; > 0
+  int64_t seq_len = 256;    // tokens per sequence; > 0 and <= model.max_position_embeddings
+};
+
+struct LoggingConfig {
+  int64_t every_steps = 10;  // log training metrics every N optimizer steps; >= 1
+  std::string metrics_file;  // JSON-lines metrics path; "" = no metrics file
+};
+
+struct EvalConfig {
+  int64_t every_steps = 0;  // evaluate every N steps; >= 0, 0 = only at the end of the run
+  int64_t batches = 8;      // validation micro-batches per evaluation; > 0
+};
+
+// Placeholder: parsed and validated so recipes can carry it, but checkpointing is not implemented
+// yet, so every_steps must stay 0.
+struct CheckpointConfig {
+  std::string dir = "checkpoints";  // where snapshots go
+  int64_t every_steps = 0;          // >= 0; 0 = off; > 0 fails validation (not implemented yet)
+  int64_t keep = 3;                 // snapshots kept; >= 0, 0 = keep all
+  bool async = true;                // write snapshots in the background
+};
+
+struct SampleConfig {
+  std::vector<std::string> prompts;  // texts to continue after training; empty = no sampling
+  int64_t max_new_tokens = 64;       // >= 0 and <= model.max_position_embeddings
+  double temperature = 0.8;          // > 0
+  double top_p = 0.95;               // nucleus sampling mass; in (0, 1]
+  uint64_t seed = 0;                 // sampling RNG seed
+};
+
+// The model section's default: model::ModelConfig's defaults, with vocab_size taken from the
+// tokenizer.
+model::ModelConfig DefaultRecipeModel();
+
+struct Recipe {
+  model::ModelConfig model = DefaultRecipeModel();
+  // true when the recipe says `vocab_size: auto` (the default): model.vocab_size is then 0 until
+  // ResolveVocabSize fills it in from the tokenizer.
+  bool vocab_size_auto = true;
+  DataConfig data;
+  OptimConfig optim;
+  ScheduleConfig schedule;
+  BatchConfig batch;
+  Precision precision = Precision::kFp32;
+  LoggingConfig logging;
+  EvalConfig eval;
+  CheckpointConfig checkpoint;
+  SampleConfig sample;
+  uint64_t seed = 1234;  // seeds init and data order
+  int threads = 0;       // CPU threads; >= 0, 0 = all cores
+};
+
+// Reads the file at `path` and parses it as ParseRecipe(text, path, overrides) does.
+// Errors: NotFoundError when the file cannot be read; otherwise as ParseRecipe.
+absl::StatusOr<Recipe> LoadRecipe(const std::string& path,
+                                  const std::vector<std::string>& overrides = {});
+
+// Parses and validates `yaml_text`, naming it `display_name` in error messages, then applies
+// `overrides` ("key.path=value" each). Returns a Recipe that passed ValidateRecipe, or
+// InvalidArgumentError listing the problems as described at the top of this file.
+absl::StatusOr<Recipe> ParseRecipe(const std::string& yaml_text, const std::string& display_name,
+                                   const std::vector<std::string>& overrides = {});
+
+// The range, consistency and not-implemented checks of ParseRecipe, for a Recipe built in code.
+// Returns OK or InvalidArgumentError with one "key.path: what is wrong" line per problem.
+absl::Status ValidateRecipe(const Recipe& recipe);
+
+// The full resolved recipe as YAML: every key, defaults included, in the order of docs/recipes.md.
+// ParseRecipe(RecipeToYaml(r), ...) gives back r exactly (doubles are written in shortest
+// round-trip form). REQUIRES: nothing; a recipe that fails validation is written as is.
+std::string RecipeToYaml(const Recipe& recipe);
+
+// Fills in model.vocab_size from the tokenizer when the recipe says `auto` (and clears
+// vocab_size_auto). With an explicit vocab_size, checks that it covers every tokenizer id.
+// Errors: InvalidArgumentError if tokenizer_vocab_size <= 0 or the explicit vocab_size is smaller.
+absl::Status ResolveVocabSize(int64_t tokenizer_vocab_size, Recipe* recipe);
+
+}  // namespace moetrain::trainer
