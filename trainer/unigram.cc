@@ -3,18 +3,20 @@
 #include <cmath>
 #include <vector>
 
+#include "core/status.h"
+
 namespace moetrain::trainer {
 
-double UnigramEntropyNats(const int32_t* tokens, int64_t n, int64_t vocab) {
+double UnigramCrossEntropy(const int32_t* fit, int64_t n, const int32_t* eval, int64_t m,
+                           int64_t vocab) {
   std::vector<int64_t> counts(vocab, 0);
-  for (int64_t i = 0; i < n; ++i) ++counts[tokens[i]];
-  double h = 0;
-  for (int64_t c : counts)
-    if (c > 0) {
-      const double p = static_cast<double>(c) / n;
-      h -= p * std::log(p);
-    }
-  return h;
+  for (int64_t i = 0; i < n; ++i) ++counts[fit[i]];
+  double sum = 0;
+  for (int64_t i = 0; i < m; ++i) {
+    MT_CHECK_MSG(counts[eval[i]] > 0, "eval token ", eval[i], " not in the fitted split");
+    sum -= std::log(static_cast<double>(counts[eval[i]]) / n);
+  }
+  return m > 0 ? sum / m : 0.0;
 }
 
 }  // namespace moetrain::trainer

@@ -1,13 +1,15 @@
-// The unigram baseline: the cross-entropy (nats/token) of a unigram model fitted to a token array,
-// evaluated on that same array — the entropy of its empirical token distribution. It is the best any
-// context-free model can do on that text, so a trained LM must beat it to have learned anything.
+// The unigram baseline for "did it learn": a unigram model (token frequencies) fitted to the whole
+// validation split, scored on the validation targets the LM is evaluated on. Fitted on the split it
+// scores, it is the best any context-free model can do there, so the LM must beat it by a margin.
 #pragma once
 
 #include <cstdint>
 
 namespace moetrain::trainer {
 
-// REQUIRES: 0 <= tokens[i] < vocab, n > 0.
-double UnigramEntropyNats(const int32_t* tokens, int64_t n, int64_t vocab);
+// Mean -log p(t) (nats) over eval[0..m) with p the frequencies of fit[0..n).
+// REQUIRES: ids in [0, vocab); every eval id occurs in fit (true when eval is drawn from fit).
+double UnigramCrossEntropy(const int32_t* fit, int64_t n, const int32_t* eval, int64_t m,
+                           int64_t vocab);
 
 }  // namespace moetrain::trainer

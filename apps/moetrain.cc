@@ -1,0 +1,155 @@
+// moetrain: the command-line entry point. The only place a Status becomes an exit code.
+//
+//   moetrain data tokenizer --input PATH... --vocab-size N --out tok.model
+//   moetrain data prepare   --input PATH... --tokenizer tok.model --out DIR
+//   moetrain train [RECIPE.yaml] [--set key.path=value]... [--dry-run] [--print-recipe]
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "core/logging.h"
+#include "data/corpus.h"
+#include "data/prepare.h"
+#include "data/tokenizer.h"
+#include "trainer/embedded_recipe.h"
+#include "trainer/recipe.h"
+#include "trainer/train_loop.h"
+
+namespace {
+
+using namespace moetrain;
+
+std::atomic<bool> g_stop{false};
+
+void OnSigint(int) {
+  g_stop = true;
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C kills immediately
+}
+
+struct CorpusFlags {
+  std::vector<std::string> inputs;
+  std::string format = "auto";
+  std::string separator = "%";
+  std::string field = "text";
+  std::string column = "text";
+
+  void Add(CLI::App* app) {
+    app->add_option("--input", inputs, "corpus files or directories (.txt, .jsonl, .csv)")
+        ->required();
+    app->add_option("--format", format, "auto | txt | jsonl | csv (auto: by file extension)")
+        ->capture_default_str();
+    app->add_option("--separator", separator,
+                    "txt: a line holding only this ends a document (\"\" = blank-line paragraphs)")
+        ->capture_default_str();
+    app->add_option("--field", field, "jsonl: the text field")->capture_default_str();
+    app->add_option("--column", column, "csv: the text column")->capture_default_str();
+  }
+  absl::StatusOr<data::CorpusOptions> Options() const {
+    data::CorpusOptions o;
+    ASSIGN_OR_RETURN(o.format, data::ParseCorpusFormat(format));
+    o.txt_separator = separator;
+    o.jsonl_field = field;
+    o.csv_column = column;
+    return o;
+  }
+};
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "moetrain: error: %s\n", std::string(s.message()).c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"moetrain: Mixture-of-Experts LLM training (CPU today; see docs/ for the roadmap)"};
+  app.require_subcommand(1);
+
+  CLI::App* data_cmd = app.add_subcommand("data", "tokenizer training and corpus preparation");
+  data_cmd->require_subcommand(1);
+
+  CLI::App* tok_cmd = data_cmd->add_subcommand("tokenizer", "train a SentencePiece BPE tokenizer");
+  CorpusFlags tok_corpus;
+  tok_corpus.Add(tok_cmd);
+  data::TokenizerTrainOptions tok_opts;
+  tok_cmd->add_option("--vocab-size", tok_opts.vocab_size, "vocabulary size")->capture_default_str();
+  tok_cmd->add_option("--out", tok_opts.out_model, "output .model path (a .vocab is written beside it)")
+      ->required();
+  tok_cmd->add_option("--threads", tok_opts.num_threads, "trainer threads (0 = all cores)");
+
+  CLI::App* prep_cmd = data_cmd->add_subcommand("prepare", "tokenize a corpus into token shards");
+  CorpusFlags prep_corpus;
+  prep_corpus.Add(prep_cmd);
+  data::PrepareOptions prep_opts;
+  prep_cmd->add_option("--tokenizer", prep_opts.tokenizer_model, "SentencePiece .model")->required();
+  prep_cmd->add_option("--out", prep_opts.out_dir, "output shard directory")->required();
+  prep_cmd->add_option("--val-fraction", prep_opts.val_fraction, "share of documents held out")
+      ->capture_default_str();
+  prep_cmd->add_option("--seed", prep_opts.split_seed, "train/val split seed")->capture_default_str();
+  prep_cmd->add_option("--threads", prep_opts.num_threads, "encoding threads (0 = all cores)");
+
+  CLI::App* train_cmd = app.add_subcommand("train", "train from a YAML recipe");
+  std::string recipe_path;
+  std::vector<std::string> overrides;
+  bool dry_run = false, print_recipe = false;
+  train_cmd->add_option("recipe", recipe_path,
+                        "recipe YAML (default: the embedded recipes/tiny.yaml)");
+  train_cmd->add_option("--set", overrides, "override a recipe value: key.path=value (repeatable)");
+  train_cmd->add_flag("--dry-run", dry_run, "validate, plan memory and print the plan; no training");
+  train_cmd->add_flag("--print-recipe", print_recipe, "print the fully resolved recipe and exit");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  if (tok_cmd->parsed()) {
+    auto corpus = tok_corpus.Options();
+    if (!corpus.ok()) return Fail(corpus.status());
+    tok_opts.inputs = tok_corpus.inputs;
+    tok_opts.corpus = *corpus;
+    absl::Status s = data::TrainTokenizer(tok_opts);
+    if (!s.ok()) return Fail(s);
+    MT_LOG(INFO) << "wrote " << tok_opts.out_model;
+    return 0;
+  }
+  if (prep_cmd->parsed()) {
+    auto corpus = prep_corpus.Options();
+    if (!corpus.ok()) return Fail(corpus.status());
+    prep_opts.inputs = prep_corpus.inputs;
+    prep_opts.corpus = *corpus;
+    auto meta = data::PrepareTokenShards(prep_opts);
+    if (!meta.ok()) return Fail(meta.status());
+    MT_LOG(INFO) << "wrote " << prep_opts.out_dir;
+    return 0;
+  }
+  if (train_cmd->parsed()) {
+    absl::StatusOr<trainer::Recipe> recipe =
+        recipe_path.empty()
+            ? trainer::ParseRecipe(std::string(trainer::EmbeddedTinyRecipe()),
+                                   std::string(trainer::EmbeddedTinyRecipeName()), overrides)
+            : trainer::LoadRecipe(recipe_path, overrides);
+    if (!recipe.ok()) return Fail(recipe.status());
+    if (print_recipe) {
+      std::cout << trainer::RecipeToYaml(*recipe);
+      return 0;
+    }
+    MT_LOG(INFO) << "recipe: " << (recipe_path.empty() ? trainer::EmbeddedTinyRecipeName() : recipe_path);
+    std::signal(SIGINT, OnSigint);
+    trainer::TrainOptions opts;
+    opts.stop = &g_stop;
+    opts.dry_run = dry_run;
+    auto result = trainer::RunTraining(*recipe, opts);
+    if (!result.ok()) return Fail(result.status());
+    if (!result->samples.empty()) {
+      std::printf("\n=== samples (top-p %.2f, temperature %.2f) ===\n", recipe->sample.top_p,
+                  recipe->sample.temperature);
+      for (const std::string& s : result->samples) std::printf("--- %s\n", s.c_str());
+    }
+    return result->interrupted ? 130 : 0;
+  }
+  return 0;
+}

@@ -1,0 +1,266 @@
+#include "trainer/train_loop.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/logging.h"
+#include "core/threads.h"
+#include "data/sampler.h"
+#include "data/token_shards.h"
+#include "data/tokenizer.h"
+#include "model/model.h"
+#include "optim/adamw_optimizer.h"
+#include "trainer/flops.h"
+#include "trainer/lr_schedule.h"
+#include "trainer/sampling.h"
+#include "trainer/unigram.h"
+
+namespace moetrain::trainer {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+std::string FormatDuration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  const int64_t t = static_cast<int64_t>(s + 0.5);
+  if (t >= 3600) return absl::StrFormat("%dh%02dm", t / 3600, (t % 3600) / 60);
+  if (t >= 60) return absl::StrFormat("%dm%02ds", t / 60, t % 60);
+  return absl::StrFormat("%ds", t);
+}
+
+std::string FormatBytes(size_t b) {
+  if (b >= (size_t{1} << 30)) return absl::StrFormat("%.2f GiB", b / 1073741824.0);
+  if (b >= (size_t{1} << 20)) return absl::StrFormat("%.2f MiB", b / 1048576.0);
+  return absl::StrFormat("%.1f KiB", b / 1024.0);
+}
+
+// Max over MoE layers of (max tokens per expert / mean tokens per expert); 1 = perfectly balanced.
+double LoadImbalance(const std::vector<std::vector<int64_t>>& counts) {
+  double worst = 0;
+  for (const auto& layer : counts) {
+    double sum = 0, mx = 0;
+    for (int64_t c : layer) {
+      sum += c;
+      mx = std::max(mx, static_cast<double>(c));
+    }
+    if (sum > 0) worst = std::max(worst, mx / (sum / layer.size()));
+  }
+  return worst;
+}
+
+// Appends JSON lines to the metrics file (appending keeps earlier runs; each run starts with a
+// "start" record). A no-op when no file is configured.
+class MetricsWriter {
+ public:
+  absl::Status Open(const std::string& path) {
+    if (path.empty()) return absl::OkStatus();
+    out_.open(path, std::ios::app);
+    if (!out_) return absl::FailedPreconditionError(absl::StrCat(path, ": cannot open metrics file for appending"));
+    path_ = path;
+    return absl::OkStatus();
+  }
+  void Write(const nlohmann::json& j) {
+    if (!out_.is_open()) return;
+    out_ << j.dump() << "\n";
+    out_.flush();
+  }
+
+ private:
+  std::string path_;
+  std::ofstream out_;
+};
+
+}  // namespace
+
+absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainOptions& options) {
+  Recipe recipe = input_recipe;
+  SetNumThreads(recipe.threads);
+
+  // Data: tokenizer and shards must belong together.
+  ASSIGN_OR_RETURN(data::Tokenizer tokenizer, data::Tokenizer::Load(recipe.data.tokenizer));
+  ASSIGN_OR_RETURN(data::TokenShards shards, data::TokenShards::Open(recipe.data.shards));
+  RETURN_IF_ERROR(shards.CheckTokenizer(tokenizer));
+  RETURN_IF_ERROR(ResolveVocabSize(tokenizer.vocab_size(), &recipe));
+
+  const int64_t B = recipe.batch.micro_batch, S = recipe.batch.seq_len, A = recipe.batch.grad_accum;
+  data::SamplerOptions so;
+  so.seq_len = S;
+  so.micro_batch = B;
+  so.grad_accum = static_cast<int>(A);
+  so.world = 1;
+  so.seed = recipe.seed;
+  ASSIGN_OR_RETURN(data::Sampler sampler,
+                   data::Sampler::Create(shards.tokens(data::Split::kTrain),
+                                         shards.num_tokens(data::Split::kTrain), so,
+                                         shards.file_path(data::Split::kTrain)));
+  ASSIGN_OR_RETURN(data::EvalSampler eval_sampler,
+                   data::EvalSampler::Create(shards.tokens(data::Split::kVal),
+                                             shards.num_tokens(data::Split::kVal), S,
+                                             recipe.eval.batches * B,
+                                             shards.file_path(data::Split::kVal)));
+
+  // Memory: model, optimizer and batch buffers, planned before step 1.
+  ASSIGN_OR_RETURN(auto model, model::Model<float>::Create(recipe.model, B, S, NumThreads()));
+  model->InitParams(recipe.seed);
+  optim::AdamWConfig oc{recipe.optim.betas[0], recipe.optim.betas[1], recipe.optim.eps,
+                        recipe.optim.weight_decay, recipe.optim.grad_clip};
+  ASSIGN_OR_RETURN(auto optimizer, optim::AdamWOptimizer<float>::Create(model.get(), oc));
+  std::vector<int32_t> tokens(B * S), targets(B * S);
+  const int64_t eval_windows = eval_sampler.num_windows();
+  std::vector<int32_t> eval_targets_all(eval_windows * S);
+
+  size_t total = optimizer->StateBytes() + 2 * tokens.size() * sizeof(int32_t);
+  MT_LOG(INFO) << "model: " << model->table().NumTrainable() << " parameters ("
+               << model->table().size() << " tensors), " << recipe.model.num_hidden_layers
+               << " layers, " << recipe.model.num_local_experts << " experts top-"
+               << recipe.model.num_experts_per_tok << ", vocab " << recipe.model.vocab_size;
+  for (const auto& [cat, bytes] : model->MemoryPlan()) {
+    MT_LOG(INFO) << "memory plan: " << cat << " " << FormatBytes(bytes);
+    total += bytes;
+  }
+  MT_LOG(INFO) << "memory plan: optimizer " << FormatBytes(optimizer->StateBytes()) << "; total "
+               << FormatBytes(total);
+  TrainResult result;
+  if (options.dry_run) return result;
+
+  // Baselines and the machine's limit.
+  {
+    std::vector<int32_t> scratch(eval_windows * S);
+    eval_sampler.Fill(0, eval_windows, scratch.data(), eval_targets_all.data());
+  }
+  result.unigram_val_loss = UnigramCrossEntropy(
+      shards.tokens(data::Split::kVal), shards.num_tokens(data::Split::kVal),
+      eval_targets_all.data(), static_cast<int64_t>(eval_targets_all.size()), recipe.model.vocab_size);
+  const double peak = MeasureSgemmPeakFlops();
+  const double flops_per_token = TrainingFlopsPerToken(recipe.model, S);
+  MT_LOG(INFO) << "data: " << shards.num_tokens(data::Split::kTrain) << " train tokens ("
+               << sampler.num_windows() << " windows of " << S << "), "
+               << shards.num_tokens(data::Split::kVal) << " val tokens; evaluating on "
+               << eval_windows << " val windows; unigram baseline val loss "
+               << absl::StrFormat("%.4f", result.unigram_val_loss);
+  MT_LOG(INFO) << absl::StrFormat("sgemm peak %.1f GFLOP/s on %d threads; %.1f MFLOP per token",
+                                  peak / 1e9, NumThreads(), flops_per_token / 1e6);
+
+  MetricsWriter metrics;
+  RETURN_IF_ERROR(metrics.Open(recipe.logging.metrics_file));
+  metrics.Write({{"event", "start"}, {"recipe", RecipeToYaml(recipe)},
+                 {"unigram_val_loss", result.unigram_val_loss}, {"sgemm_peak_flops", peak}});
+
+  auto evaluate = [&]() {
+    double sum = 0;
+    int64_t count = 0;
+    for (int64_t first = 0; first + B <= eval_windows; first += B) {
+      eval_sampler.Fill(first, B, tokens.data(), targets.data());
+      model::LossBreakdown l = model->Forward(tokens.data(), targets.data());
+      sum += l.ce * l.num_targets;
+      count += l.num_targets;
+    }
+    return count > 0 ? sum / count : 0.0;
+  };
+
+  const int64_t total_steps = recipe.schedule.total_steps;
+  const auto run_start = Clock::now();
+  auto window_start = run_start;
+  int64_t window_tokens = 0;
+  for (int64_t step = 0; step < total_steps; ++step) {
+    model->ZeroGrads();
+    double ce = 0, aux = 0;
+    std::vector<std::vector<int64_t>> counts;
+    for (int micro = 0; micro < A; ++micro) {
+      sampler.Fill(step, micro, /*rank=*/0, tokens.data(), targets.data());
+      model::LossBreakdown l = model->Forward(tokens.data(), targets.data());
+      model->Backward(1.0 / A);
+      ce += l.ce / A;
+      aux += l.aux / A;
+      if (micro == 0) counts = model->ExpertCounts();
+    }
+    const double lr = LearningRate(recipe.schedule, recipe.optim.lr, step);
+    optim::StepStats st = optimizer->Step(lr);
+    model->UpdateRouterBias();
+    window_tokens += A * B * S;
+    result.steps_done = step + 1;
+    result.final_train_loss = ce;
+
+    const bool last = step + 1 == total_steps;
+    if ((step + 1) % recipe.logging.every_steps == 0 || last || step == 0) {
+      const auto now = Clock::now();
+      const double tok_s = window_tokens / Seconds(window_start, now);
+      const double mfu = tok_s * flops_per_token / peak;
+      const double elapsed = Seconds(run_start, now);
+      const double eta = elapsed / (step + 1) * (total_steps - step - 1);
+      const double imbalance = LoadImbalance(counts);
+      MT_LOG(INFO) << absl::StrFormat(
+          "step %d/%d | loss %.4f | aux %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | MFU %.1f%% | "
+          "load max/mean %.2f | ETA %s",
+          step + 1, total_steps, ce, aux, lr, st.grad_norm, tok_s, 100 * mfu, imbalance,
+          FormatDuration(eta));
+      metrics.Write({{"event", "step"}, {"step", step + 1}, {"loss", ce}, {"aux_loss", aux},
+                     {"lr", lr}, {"grad_norm", st.grad_norm}, {"tokens_per_s", tok_s},
+                     {"mfu", mfu}, {"load_imbalance", imbalance}, {"eta_s", eta},
+                     {"elapsed_s", elapsed}});
+      window_start = Clock::now();
+      window_tokens = 0;
+    }
+    const bool stopping = options.stop != nullptr && options.stop->load();
+    if (!stopping && !last && recipe.eval.every_steps > 0 && (step + 1) % recipe.eval.every_steps == 0) {
+      const double val = evaluate();
+      MT_LOG(INFO) << absl::StrFormat("eval step %d | val loss %.4f | unigram %.4f", step + 1, val,
+                                      result.unigram_val_loss);
+      metrics.Write({{"event", "eval"}, {"step", step + 1}, {"val_loss", val},
+                     {"unigram_val_loss", result.unigram_val_loss}});
+      window_start = Clock::now();
+      window_tokens = 0;
+    }
+    if (stopping) {
+      result.interrupted = true;
+      MT_LOG(WARNING) << "interrupted: stopped cleanly after step " << step + 1 << " of " << total_steps;
+      metrics.Write({{"event", "interrupted"}, {"step", step + 1}});
+      return result;
+    }
+  }
+
+  result.final_val_loss = evaluate();
+  MT_LOG(INFO) << absl::StrFormat(
+      "final | val loss %.4f | unigram baseline %.4f | %.4f nats below the baseline | %s",
+      result.final_val_loss, result.unigram_val_loss, result.unigram_val_loss - result.final_val_loss,
+      FormatDuration(Seconds(run_start, Clock::now())));
+  metrics.Write({{"event", "final"}, {"step", result.steps_done}, {"val_loss", result.final_val_loss},
+                 {"unigram_val_loss", result.unigram_val_loss}});
+
+  // Samples: a batch-1 inference copy of the trained weights (walking the one ParamTable).
+  if (!recipe.sample.prompts.empty() && recipe.sample.max_new_tokens > 0) {
+    ASSIGN_OR_RETURN(auto infer, model::Model<float>::Create(recipe.model, 1, S, NumThreads()));
+    for (const model::ParamSpec& spec : model->table().specs()) {
+      TensorView src = model->Param(spec.name), dst = infer->Param(spec.name);
+      std::memcpy(dst.data(), src.data(), src.nbytes());
+    }
+    SamplingOptions sopt;
+    sopt.temperature = recipe.sample.temperature;
+    sopt.top_p = recipe.sample.top_p;
+    sopt.max_new_tokens = std::min<int64_t>(recipe.sample.max_new_tokens, S - 1);
+    sopt.stop_token = tokenizer.eos_id();
+    for (size_t i = 0; i < recipe.sample.prompts.size(); ++i) {
+      const std::string& prompt = recipe.sample.prompts[i];
+      // A document starts after an eos in the training stream, so prompts do too.
+      std::vector<int32_t> ids = {tokenizer.eos_id()};
+      for (int32_t t : tokenizer.Encode(prompt)) ids.push_back(t);
+      if (static_cast<int64_t>(ids.size()) >= S) ids.resize(S - 1);
+      sopt.seed = recipe.sample.seed + i;
+      std::vector<int32_t> out = Generate(infer.get(), ids, sopt);
+      std::vector<int32_t> all(ids.begin() + 1, ids.end());
+      all.insert(all.end(), out.begin(), out.end());
+      result.samples.push_back(tokenizer.Decode(all));
+      metrics.Write({{"event", "sample"}, {"prompt", prompt}, {"text", result.samples.back()}});
+    }
+  }
+  return result;
+}
+
+}  // namespace moetrain::trainer

@@ -1,0 +1,39 @@
+// The training loop of `moetrain train` (single process; distributed layouts come with parallel/).
+//
+// RunTraining: loads the tokenizer and token shards named by the recipe (checking they belong
+// together), plans the model, optimizer and batch buffers up front (and logs the plan), then for each
+// step: grad_accum micro-batches of forward + backward (gradients averaged), global-norm clipping,
+// AdamW at the scheduled LR, aux-loss-free bias update, one log line (and a JSON line in
+// logging.metrics_file) every logging.every_steps; evaluation on the validation split every
+// eval.every_steps and at the end, reported next to the unigram baseline; finally samples
+// continuations of sample.prompts. `stop` (set by a SIGINT handler) ends the run cleanly at the next
+// step boundary. Nothing inside the step loop allocates tensor memory.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "trainer/recipe.h"
+
+namespace moetrain::trainer {
+
+struct TrainOptions {
+  const std::atomic<bool>* stop = nullptr;  // checked after every step
+  bool dry_run = false;                     // plan and report memory, do not train
+};
+
+struct TrainResult {
+  int64_t steps_done = 0;
+  bool interrupted = false;
+  double final_train_loss = 0;
+  double final_val_loss = 0;
+  double unigram_val_loss = 0;
+  std::vector<std::string> samples;  // prompt + continuation, one per prompt
+};
+
+absl::StatusOr<TrainResult> RunTraining(const Recipe& recipe, const TrainOptions& options);
+
+}  // namespace moetrain::trainer
