@@ -569,6 +569,14 @@ KeySpec RecipeSchema(Recipe* r) {
                           IntKey("grad_accum", &r->batch.grad_accum),
                           IntKey("seq_len", &r->batch.seq_len),
                       }),
+              Section("parallel",
+                      {
+                          IntKey("tp", &r->parallel.tp),
+                          IntKey("ep", &r->parallel.ep),
+                          EnumKey("ep_dispatch", &r->parallel.ep_dispatch,
+                                  {EpDispatch::kFlat, EpDispatch::kHierarchical}, &EpDispatchName),
+                          IntKey("ranks_per_node", &r->parallel.ranks_per_node),
+                      }),
               EnumKey("precision", &r->precision,
                       {Precision::kFp32, Precision::kBf16, Precision::kFp16}, &PrecisionName),
               Section("logging",
@@ -731,6 +739,7 @@ class Validator {
     if (r_.eval.batches < 1)
       Fail("eval.batches", absl::StrCat("must be > 0, got ", r_.eval.batches));
     CheckCheckpoint();
+    CheckParallel();
     CheckSample();
     if (r_.threads < 0)
       Fail("threads", absl::StrCat("must be >= 0 (0 = all cores), got ", r_.threads));
@@ -812,6 +821,27 @@ class Validator {
     }
   }
 
+  // World-size rules (tp * dp = world, ep | dp, micro_batch % dp) are checked at launch, when the
+  // world size is known (trainer/layout.h), before any collective.
+  void CheckParallel() {
+    const ParallelConfig& p = r_.parallel;
+    if (p.tp < 1) {
+      Fail("parallel.tp", absl::StrCat("must be >= 1, got ", p.tp));
+    } else if (p.tp > 1) {
+      Fail("parallel.tp",
+           absl::StrCat("tensor parallelism is not implemented yet; set parallel.tp: 1 (got ", p.tp, ")"));
+    }
+    if (p.ep < 1) {
+      Fail("parallel.ep", absl::StrCat("must be >= 1, got ", p.ep));
+    } else if (r_.model.num_local_experts % p.ep != 0) {
+      Fail("parallel.ep", absl::StrCat("must divide model.num_local_experts (",
+                                       r_.model.num_local_experts, "), got ", p.ep));
+    }
+    if (p.ranks_per_node < 0)
+      Fail("parallel.ranks_per_node",
+           absl::StrCat("must be >= 0 (0 = from hostnames), got ", p.ranks_per_node));
+  }
+
   void CheckCheckpoint() {
     const CheckpointConfig& c = r_.checkpoint;
     if (c.every_steps < 0) {
@@ -867,6 +897,10 @@ std::string_view PrecisionName(Precision precision) {
       return "fp16";
   }
   return "unknown";
+}
+
+std::string_view EpDispatchName(EpDispatch mode) {
+  return mode == EpDispatch::kFlat ? "flat" : "hierarchical";
 }
 
 model::ModelConfig DefaultRecipeModel() {

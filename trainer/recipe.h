@@ -70,7 +70,9 @@ struct OptimConfig {
 };
 
 struct BatchConfig {
-  int64_t micro_batch = 8;  // sequences per forward/backward; > 0
+  int64_t micro_batch = 8;  // sequences per micro-step over ALL data-parallel ranks (the global
+                            // micro-batch, so the global batch does not depend on the layout);
+                            // > 0 and divisible by dp at launch
   int64_t grad_accum = 1;   // micro-batches per optimizer step; > 0
   int64_t seq_len = 256;    // tokens per sequence; > 0 and <= model.max_position_embeddings
 };
@@ -102,6 +104,17 @@ struct SampleConfig {
   uint64_t seed = 0;                 // sampling RNG seed
 };
 
+enum class EpDispatch { kFlat, kHierarchical };
+std::string_view EpDispatchName(EpDispatch mode);
+
+// Parallel layout. dp is derived at launch: dp = world / tp (ep divides dp; edp = dp / ep).
+struct ParallelConfig {
+  int64_t tp = 1;                          // tensor parallel size; >= 1 (only 1 is implemented)
+  int64_t ep = 1;                          // expert parallel size; >= 1, divides num_local_experts
+  EpDispatch ep_dispatch = EpDispatch::kFlat;  // flat | hierarchical (node-aware two-stage exchange)
+  int64_t ranks_per_node = 0;              // 0 = from hostnames; > 0 forms "nodes" of that many ranks
+};
+
 // The model section's default: model::ModelConfig's defaults, with vocab_size taken from the
 // tokenizer.
 model::ModelConfig DefaultRecipeModel();
@@ -115,6 +128,7 @@ struct Recipe {
   OptimConfig optim;
   ScheduleConfig schedule;
   BatchConfig batch;
+  ParallelConfig parallel;
   Precision precision = Precision::kFp32;
   LoggingConfig logging;
   EvalConfig eval;

@@ -165,6 +165,10 @@ void ExpectSameRecipe(const Recipe& a, const Recipe& b) {
   EXPECT_EQ(a.sample.seed, b.sample.seed);
   EXPECT_EQ(a.seed, b.seed);
   EXPECT_EQ(a.threads, b.threads);
+  EXPECT_EQ(a.parallel.tp, b.parallel.tp);
+  EXPECT_EQ(a.parallel.ep, b.parallel.ep);
+  EXPECT_EQ(a.parallel.ep_dispatch, b.parallel.ep_dispatch);
+  EXPECT_EQ(a.parallel.ranks_per_node, b.parallel.ranks_per_node);
 }
 
 TEST(RecipeTest, FullRecipeParsesEveryField) {
@@ -426,6 +430,21 @@ TEST(RecipeTest, CheckpointingIsNotImplementedYet) {
   const std::string msg = ParseError(WithData("checkpoint:\n  dir: c\n  every_steps: 100\n"));
   EXPECT_THAT(msg, HasSubstr("r.yaml:6:16: checkpoint.every_steps: checkpointing is not "
                              "implemented yet"));
+}
+
+TEST(RecipeTest, ParallelSection) {
+  const Recipe r = ParseOk(WithData("parallel:\n  ep: 2\n  ep_dispatch: hierarchical\n  ranks_per_node: 2\n"));
+  EXPECT_EQ(r.parallel.ep, 2);
+  EXPECT_EQ(r.parallel.ep_dispatch, EpDispatch::kHierarchical);
+  EXPECT_EQ(r.parallel.ranks_per_node, 2);
+  EXPECT_EQ(ParseOk(WithData("")).parallel.tp, 1);
+  EXPECT_THAT(ParseError(WithData("parallel:\n  tp: 2\n")),
+              HasSubstr("r.yaml:5:7: parallel.tp: tensor parallelism is not implemented yet"));
+  // The default model has 8 experts.
+  EXPECT_THAT(ParseError(WithData("parallel:\n  ep: 3\n")),
+              HasSubstr("r.yaml:5:7: parallel.ep: must divide model.num_local_experts (8), got 3"));
+  EXPECT_THAT(ParseError(WithData("parallel:\n  ep_dispatch: ring\n")),
+              HasSubstr("parallel.ep_dispatch"));
 }
 
 TEST(RecipeTest, MissingRequiredKeys) {
