@@ -234,6 +234,19 @@ absl::Status Communicator::Broadcast(void* buffer, int64_t count, DType dtype, i
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::unique_ptr<Communicator>> Communicator::Split(int color, int key) {
+  if (color < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("Split: color=%d must be >= 0 (every rank joins a subgroup)", color));
+  }
+  return DoSplit(color, key);
+}
+
+absl::StatusOr<std::unique_ptr<Communicator>> Communicator::DoSplit(int, int) {
+  return absl::UnimplementedError(
+      absl::StrFormat("Split: the %s backend cannot split a communicator", backend()));
+}
+
 absl::Status Communicator::Barrier() {
   RETURN_IF_ERROR(DoBarrier());
   Count(counters_.barrier, 0, 0);

@@ -27,6 +27,8 @@
 //     call may leave the output partially written.
 //   * Counters: every successful call is counted in counters() (see comm_counters.h for the
 //     byte formulas).
+//   * Split (MPI_Comm_split semantics) makes a new, independent communicator of a subgroup; it is
+//     collective and not a counted collective.
 //
 // Ownership: a Communicator owns its backend handle (MPI_Comm, ncclComm_t); ProcessGroups owns the
 // communicators of a training run. Not copyable, not movable (layers keep references).
@@ -35,6 +37,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -81,6 +84,14 @@ class Communicator {
   absl::Status Broadcast(void* buffer, int64_t count, DType dtype, int root);
   absl::Status Barrier();
 
+  // Splits the group like MPI_Comm_split: the ranks passing the same `color` form one new group,
+  // ranked by (key, rank()). Collective: every rank of this group calls it. REQUIRES: color >= 0
+  // (InvalidArgument otherwise; there is no MPI_UNDEFINED). The result is owned by the caller,
+  // independent of this communicator (either may be destroyed first; MPI ones before
+  // Launcher::Finalize()), has zeroed counters and the same backend and memory space. Backends
+  // that cannot split (nccl) return Unimplemented.
+  absl::StatusOr<std::unique_ptr<Communicator>> Split(int color, int key);
+
   // Non-blocking twins (MPI-3 non-blocking collectives / NCCL on the communicator's stream). Same
   // arguments and results, available after CommHandle::Wait().
   absl::StatusOr<CommHandle> IAllReduce(const void* send, void* recv, int64_t count, DType dtype,
@@ -115,6 +126,8 @@ class Communicator {
                                    absl::Span<const int64_t> recv_displs, DType dtype) = 0;
   virtual absl::Status DoBroadcast(void* buffer, int64_t count, DType dtype, int root) = 0;
   virtual absl::Status DoBarrier() = 0;
+  // Default: Unimplemented. Called with color >= 0.
+  virtual absl::StatusOr<std::unique_ptr<Communicator>> DoSplit(int color, int key);
   virtual absl::StatusOr<CommHandle> DoIAllReduce(const void* send, void* recv, int64_t count,
                                                   DType dtype, ReduceOp op) = 0;
   virtual absl::StatusOr<CommHandle> DoIReduceScatter(const void* send, void* recv,

@@ -52,6 +52,10 @@ absl::Status LocalCommunicator::DoBroadcast(void*, int64_t, DType, int) { return
 
 absl::Status LocalCommunicator::DoBarrier() { return absl::OkStatus(); }
 
+absl::StatusOr<std::unique_ptr<Communicator>> LocalCommunicator::DoSplit(int, int) {
+  return std::unique_ptr<Communicator>(new LocalCommunicator());
+}
+
 absl::StatusOr<CommHandle> LocalCommunicator::DoIAllReduce(const void* send, void* recv,
                                                            int64_t count, DType dtype,
                                                            ReduceOp op) {

@@ -5,7 +5,8 @@
 // collective over one rank is a copy of the input to the output (nothing when they alias):
 // reductions of any ReduceOp are the identity, so every DType is accepted. AllToAllV requires
 // send_counts[0] == recv_counts[0] (InvalidArgument otherwise). Non-blocking variants complete
-// before returning and hand back an already-complete CommHandle. Host memory only.
+// before returning and hand back an already-complete CommHandle. Split returns a new
+// LocalCommunicator. Host memory only.
 // Thread-safety: as Communicator (not thread-safe).
 #pragma once
 
@@ -32,6 +33,8 @@ class LocalCommunicator final : public Communicator {
                            absl::Span<const int64_t> recv_displs, DType dtype) override;
   absl::Status DoBroadcast(void* buffer, int64_t count, DType dtype, int root) override;
   absl::Status DoBarrier() override;
+  // A group of one splits into a new LocalCommunicator.
+  absl::StatusOr<std::unique_ptr<Communicator>> DoSplit(int color, int key) override;
   absl::StatusOr<CommHandle> DoIAllReduce(const void* send, void* recv, int64_t count, DType dtype,
                                           ReduceOp op) override;
   absl::StatusOr<CommHandle> DoIReduceScatter(const void* send, void* recv, int64_t recv_count,

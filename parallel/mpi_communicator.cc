@@ -214,6 +214,13 @@ absl::Status MpiCommunicator::DoBarrier() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::unique_ptr<Communicator>> MpiCommunicator::DoSplit(int color, int key) {
+  MPI_Comm comm = MPI_COMM_NULL;
+  MPI_RETURN_IF_ERROR(MPI_Comm_split(comm_, color, key, &comm));
+  ASSIGN_OR_RETURN(std::unique_ptr<MpiCommunicator> c, Create(comm, /*owned=*/true));
+  return std::unique_ptr<Communicator>(std::move(c));
+}
+
 // ---- non-blocking
 // ---------------------------------------------------------------------------------
 

@@ -44,6 +44,8 @@ class MpiCommunicator final : public Communicator {
                            absl::Span<const int64_t> recv_displs, DType dtype) override;
   absl::Status DoBroadcast(void* buffer, int64_t count, DType dtype, int root) override;
   absl::Status DoBarrier() override;
+  // MPI_Comm_split(comm(), color, key); the new MpiCommunicator owns its MPI_Comm.
+  absl::StatusOr<std::unique_ptr<Communicator>> DoSplit(int color, int key) override;
   absl::StatusOr<CommHandle> DoIAllReduce(const void* send, void* recv, int64_t count, DType dtype,
                                           ReduceOp op) override;
   absl::StatusOr<CommHandle> DoIReduceScatter(const void* send, void* recv, int64_t recv_count,

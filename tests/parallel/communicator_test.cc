@@ -389,6 +389,28 @@ TEST(CommunicatorTest, BadArgumentsAreInvalidArgument) {
       kInvalid);  // overlap
 }
 
+// Split: ranks with the same color form a group ranked by key; the result is independent.
+TEST(CommunicatorTest, SplitGroupsByColorAndRanksByKey) {
+  Communicator& c = TestWorld();
+  const int n = c.size(), r = c.rank();
+  // Two colors (even / odd ranks), ranked in reverse order of the parent rank.
+  auto sub = c.Split(r % 2, n - r);
+  ASSERT_TRUE(sub.ok()) << sub.status();  // fails identically on every rank
+  Communicator& s = **sub;
+  std::vector<int> members;
+  for (int q = n - 1; q >= 0; --q)
+    if (q % 2 == r % 2) members.push_back(q);
+  EXPECT_EQ(s.size(), static_cast<int>(members.size()));
+  EXPECT_EQ(members[s.rank()], r);
+  EXPECT_STREQ(s.backend(), c.backend());
+  int32_t me = r;
+  std::vector<int32_t> gathered(s.size(), -1);
+  EXPECT_OK(s.AllGather(&me, gathered.data(), 1, DType::kI32));
+  EXPECT_EQ(std::vector<int>(gathered.begin(), gathered.end()), members);
+  EXPECT_EQ(s.counters().all_gather.calls, 1);
+  EXPECT_EQ(c.Split(-1, 0).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(CommunicatorTest, MpiCountsAboveIntMaxAndErrorText) {
   Communicator& c = TestWorld();
   if (std::string(c.backend()) != "mpi") GTEST_SKIP() << "MPI backend only";
