@@ -13,7 +13,10 @@
 #include "data/corpus.h"
 #include "data/prepare.h"
 #include "data/tokenizer.h"
+#include "parallel/launcher.h"
+#include "parallel/process_groups.h"
 #include "trainer/embedded_recipe.h"
+#include "trainer/layout.h"
 #include "trainer/recipe.h"
 #include "trainer/train_loop.h"
 
@@ -61,6 +64,10 @@ int Fail(const absl::Status& s) {
   return 1;
 }
 
+int RunTrain(const parallel::Launch& launch, const std::string& recipe_path,
+             const std::vector<std::string>& overrides, bool dry_run, bool print_recipe,
+             const std::string& dump_params);
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -94,11 +101,15 @@ int main(int argc, char** argv) {
   std::string recipe_path;
   std::vector<std::string> overrides;
   bool dry_run = false, print_recipe = false;
+  std::string dump_params;
   train_cmd->add_option("recipe", recipe_path,
                         "recipe YAML (default: the embedded recipes/tiny.yaml)");
   train_cmd->add_option("--set", overrides, "override a recipe value: key.path=value (repeatable)");
   train_cmd->add_flag("--dry-run", dry_run, "validate, plan memory and print the plan; no training");
   train_cmd->add_flag("--print-recipe", print_recipe, "print the fully resolved recipe and exit");
+  train_cmd->add_option("--dump-params", dump_params,
+                        "write each rank's final parameters to DIR/rank<R>.safetensors (test aid "
+                        "until checkpoints exist)");
 
   try {
     app.parse(argc, argv);
@@ -127,6 +138,23 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (train_cmd->parsed()) {
+    // Under mpirun / srun every rank runs this; alone it is a world of one without MPI.
+    auto launch = parallel::Launcher::Init(&argc, &argv);
+    if (!launch.ok()) return Fail(launch.status());
+    const int rc = RunTrain(*launch, recipe_path, overrides, dry_run, print_recipe, dump_params);
+    absl::Status fin = parallel::Launcher::Finalize();
+    if (rc != 0 && launch->world_size > 1) parallel::Launcher::AbortJob(rc);  // never leave peers hanging
+    if (!fin.ok()) return Fail(fin);
+    return rc;
+  }
+  return 0;
+}
+
+namespace {
+int RunTrain(const parallel::Launch& launch, const std::string& recipe_path,
+             const std::vector<std::string>& overrides, bool dry_run, bool print_recipe,
+             const std::string& dump_params) {
+  {
     absl::StatusOr<trainer::Recipe> recipe =
         recipe_path.empty()
             ? trainer::ParseRecipe(std::string(trainer::EmbeddedTinyRecipe()),
@@ -134,22 +162,33 @@ int main(int argc, char** argv) {
             : trainer::LoadRecipe(recipe_path, overrides);
     if (!recipe.ok()) return Fail(recipe.status());
     if (print_recipe) {
-      std::cout << trainer::RecipeToYaml(*recipe);
+      if (launch.rank == 0) std::cout << trainer::RecipeToYaml(*recipe);
       return 0;
+    }
+    // The layout is checked against the world size before any collective.
+    auto grid = trainer::ResolveLayout(*recipe, launch.world_size);
+    if (!grid.ok()) return Fail(grid.status());
+    std::unique_ptr<parallel::ProcessGroups> groups;
+    if (launch.world_size > 1) {
+      auto g = parallel::ProcessGroups::Create(launch, *grid);
+      if (!g.ok()) return Fail(g.status());
+      groups = std::make_unique<parallel::ProcessGroups>(std::move(*g));
     }
     MT_LOG(INFO) << "recipe: " << (recipe_path.empty() ? trainer::EmbeddedTinyRecipeName() : recipe_path);
     std::signal(SIGINT, OnSigint);
     trainer::TrainOptions opts;
     opts.stop = &g_stop;
     opts.dry_run = dry_run;
+    opts.groups = groups.get();
+    opts.dump_params_dir = dump_params;
     auto result = trainer::RunTraining(*recipe, opts);
     if (!result.ok()) return Fail(result.status());
-    if (!result->samples.empty()) {
+    if (!result->samples.empty() && launch.rank == 0) {
       std::printf("\n=== samples (top-p %.2f, temperature %.2f) ===\n", recipe->sample.top_p,
                   recipe->sample.temperature);
       for (const std::string& s : result->samples) std::printf("--- %s\n", s.c_str());
     }
     return result->interrupted ? 130 : 0;
   }
-  return 0;
 }
+}  // namespace

@@ -42,3 +42,13 @@ namespace moetrain {
   do { if (!(cond)) ::moetrain::CheckFailed(__FILE__, __LINE__, #cond, ""); } while (0)
 #define MT_CHECK_MSG(cond, ...) \
   do { if (!(cond)) ::moetrain::CheckFailed(__FILE__, __LINE__, #cond, ::absl::StrCat(__VA_ARGS__)); } while (0)
+
+// MT_CHECK_OK(status_expr): aborts with the Status message when not OK. Only for failures that leave
+// the process unable to continue consistently (a collective that failed mid-step: the other ranks
+// are out of step too); under mpirun the abort takes the whole job down instead of hanging it.
+#define MT_CHECK_OK(expr)                                                                   \
+  do {                                                                                      \
+    ::absl::Status mt_check_status_ = (expr);                                               \
+    if (!mt_check_status_.ok())                                                             \
+      ::moetrain::CheckFailed(__FILE__, __LINE__, #expr, mt_check_status_.ToString());     \
+  } while (0)

@@ -7,7 +7,8 @@
 // (planned up front; the kernel allocates nothing). Parallel with OpenMP over (b, head, block)
 // tasks (schedules in kernels/cpu/attention.cc). REQUIRES: num_threads >= 1, not called from inside an OpenMP parallel region (thread t uses
 // workspace slice t). The workspace does not grow with S (a few 64 x 64 and 64 x D tiles per
-// thread). Sums and exp are in T.
+// thread). Sums are in T; exp is std::exp for double and a vectorised float exp (relative error
+// < 1e-7, kernels/cpu/fast_exp.h) for float.
 // Determinism: forward and backward results are bitwise identical for any num_threads and from
 // run to run (every output element is accumulated in one fixed order; no atomics).
 #pragma once
@@ -18,6 +19,13 @@ namespace moetrain::kernels {
 
 // Elements of T needed by forward and backward (the larger of the two) for `num_threads` threads.
 int64_t AttentionWorkspaceElems(int64_t s, int64_t hq, int64_t d, int num_threads);
+
+// The CPU build of the math that AttentionForward/Backward run: "avx2" on x86-64 CPUs with AVX2,
+// else "generic". Both give the same bits (kernels/cpu/attention.cc). SetAttentionGenericOnly(true)
+// forces "generic" (for the test that checks the two agree); not thread-safe: call it between
+// kernel calls.
+const char* AttentionIsa();
+void SetAttentionGenericOnly(bool generic_only);
 
 template <typename T>
 void AttentionForward(T* out, T* lse, const T* q, const T* k, const T* v, int64_t b, int64_t s,

@@ -3,7 +3,11 @@
 // All matrices are row-major and contiguous. T is float or double.
 // Gradient rule (used by every kernel in this folder): parameter gradients ACCUMULATE (+=),
 // activation gradients OVERWRITE (=), unless a function says otherwise.
-// Never call these from inside an OpenMP parallel region (BLAS has its own threads).
+// Threads: with single-threaded BLAS (SetNumThreads in core/threads.h) a product is cut into
+// panels of C, a function of (m, n, k) only, that run on the OpenMP threads: results are then
+// bitwise identical for any thread count, parameter gradients included. Otherwise (BLAS has its own
+// threads) it is one BLAS call, threaded by BLAS, whose bits may change with BLAS's thread count.
+// Don't call these from inside an OpenMP parallel region (they would run on one thread).
 #pragma once
 
 #include <cstdint>

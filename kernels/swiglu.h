@@ -1,4 +1,5 @@
 // SwiGLU activation: h = silu(a) * b, silu(a) = a * sigmoid(a). a is the gate (w1 x), b the up (w3 x).
+// float uses a vectorised float exp inside the sigmoid (relative error < 1e-7); double uses std::exp.
 #pragma once
 
 #include <cstdint>

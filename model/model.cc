@@ -5,6 +5,7 @@
 #include <cmath>
 #include <random>
 
+#include "core/phase_timer.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
@@ -36,7 +37,8 @@ bool IsOutputProjection(const std::string& name) {
 
 template <typename T>
 absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& config, int64_t batch,
-                                                           int64_t seq, int num_threads) {
+                                                           int64_t seq, int num_threads,
+                                                           const ModelParallel& parallel) {
   RETURN_IF_ERROR(config.Validate());
   if (batch <= 0 || seq <= 0)
     return absl::InvalidArgumentError(
@@ -51,6 +53,15 @@ absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& co
   m->batch_ = batch;
   m->seq_ = seq;
   m->n_ = batch * seq;
+  m->parallel_ = parallel;
+  m->dp_size_ = parallel.dp != nullptr ? parallel.dp->size() : 1;
+  m->ep_size_ = parallel.ep != nullptr ? parallel.ep->size() : 1;
+  m->ep_rank_ = parallel.ep != nullptr ? parallel.ep->rank() : 0;
+  if (config.num_local_experts % m->ep_size_ != 0)
+    return absl::InvalidArgumentError(absl::StrCat("model.num_local_experts (", config.num_local_experts,
+                                                   ") is not divisible by the expert-parallel size ",
+                                                   m->ep_size_));
+  m->local_experts_ = config.num_local_experts / m->ep_size_;
   RETURN_IF_ERROR(m->Plan(num_threads > 0 ? num_threads : omp_get_max_threads()));
   return m;
 }
@@ -64,6 +75,7 @@ absl::Status Model<T>::Plan(int num_threads) {
   // Parameters, gradients and buffers straight from the one table.
   std::vector<TensorSpec> pspecs, gspecs, bspecs;
   for (const ParamSpec& s : table_.specs()) {
+    if (s.kind == ParamKind::kExpert && !IsLocalExpert(s.expert)) continue;  // another EP rank's
     if (s.kind == ParamKind::kBuffer) {
       bspecs.push_back({s.name, Shape(s.shape), DType::kF32, "buffers"});
     } else {
@@ -99,7 +111,7 @@ absl::Status Model<T>::Plan(int num_threads) {
     AttentionBlock<T>::DeclareActivations(&attn, c, batch_, seq_);
     if (c.IsMoeLayer(l)) {
       SlotDeclarer moe(&aspecs, p + "moe.", "activations");
-      MoeBlock<T>::DeclareActivations(&moe, c, n);
+      MoeBlock<T>::DeclareActivations(&moe, c, n, ep_size_);
       if (c.num_shared_experts > 0) {
         SlotDeclarer shared(&aspecs, p + "shared.", "activations");
         MlpBlock<T>::DeclareActivations(&shared, n, c.SharedWidth());
@@ -118,7 +130,7 @@ absl::Status Model<T>::Plan(int num_threads) {
   AttentionBlock<T>::DeclareWorkspace(&ws_attn, c, batch_, seq_, num_threads);
   if (c.NumMoeLayers() > 0) {
     SlotDeclarer ws_moe(&wspecs, "ws.moe.", "workspace");
-    MoeBlock<T>::DeclareWorkspace(&ws_moe, c, n);
+    MoeBlock<T>::DeclareWorkspace(&ws_moe, c, n, ep_size_);
   }
   if (any_shared) {
     SlotDeclarer ws_shared(&wspecs, "ws.shared.", "workspace");
@@ -188,7 +200,20 @@ absl::Status Model<T>::Plan(int num_threads) {
       ly.mlp.Bind(mw, SlotBinder(acts_, s + "mlp."), SlotBinder(ws_, "ws.mlp."));
       continue;
     }
-    ly.moe = MoeBlock<T>(c, n);
+    parallel::ExpertDispatcher* disp = nullptr;
+    if (ep_size_ > 1) {
+      parallel::ExpertDispatcherOptions o;
+      o.num_experts = c.num_local_experts;
+      o.hidden = C;
+      o.max_local_rows = n * c.num_experts_per_tok;
+      o.dtype = DTypeOf<T>::value;
+      o.mode = parallel_.dispatch;
+      o.ranks_per_node = parallel_.ranks_per_node;
+      ASSIGN_OR_RETURN(parallel::ExpertDispatcher d, parallel::ExpertDispatcher::Create(*parallel_.ep, o));
+      dispatchers_.push_back(std::make_unique<parallel::ExpertDispatcher>(std::move(d)));
+      disp = dispatchers_.back().get();
+    }
+    ly.moe = MoeBlock<T>(c, n, disp);
     typename MoeBlock<T>::Weights mw;
     mw.gate = P(p + "block_sparse_moe.gate.weight");
     mw.dgate = G(p + "block_sparse_moe.gate.weight");
@@ -196,6 +221,7 @@ absl::Status Model<T>::Plan(int num_threads) {
     ly.bias = buffers_.Has(bias_name) ? buffers_.Get(bias_name).as<float>() : nullptr;
     mw.bias = ly.bias;
     for (int e = 0; e < c.num_local_experts; ++e) {
+      if (!IsLocalExpert(e)) continue;
       const int li = static_cast<int>(l);
       mw.w1.push_back(P(names::Expert(li, e, "w1")));
       mw.w2.push_back(P(names::Expert(li, e, "w2")));
@@ -213,6 +239,8 @@ absl::Status Model<T>::Plan(int num_threads) {
     ly.moe.Bind(std::move(mw), SlotBinder(acts_, s + "moe."), SlotBinder(ws_, "ws.moe."),
                 SlotBinder(acts_, s + "shared."), SlotBinder(ws_, "ws.shared."));
   }
+  counts_.assign(c.NumMoeLayers(), std::vector<int64_t>(c.num_local_experts, 0));
+  reduce_buf_.assign(3 + 2 * c.num_local_experts + c.NumMoeLayers() * c.num_local_experts, 0.0);
   aux_counts_.assign(c.num_local_experts, 0.0);
   aux_prob_sum_.assign(c.num_local_experts, 0.0);
   aux_coef_.assign(c.num_local_experts, 0.0);
@@ -233,6 +261,7 @@ template <typename T>
 void Model<T>::InitParams(uint64_t seed) {
   const double out_scale = 1.0 / std::sqrt(2.0 * config_.num_hidden_layers);
   for (const ParamSpec& s : table_.specs()) {
+    if (!Holds(s.name)) continue;
     TensorView v = Param(s.name);
     if (s.kind == ParamKind::kBuffer) {
       kernels::Fill(v.as<float>(), 0.0f, v.numel());
@@ -268,6 +297,7 @@ template <typename T>
 LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
   const ModelConfig& c = config_;
   const int64_t n = n_, C = c.hidden_size, V = c.vocab_size, L = c.num_hidden_layers;
+  PhaseScope ph("fwd.embed");
   kernels::Copy(tokens_, tokens, n);
   kernels::Copy(targets_, targets, n);
   std::fill(aux_counts_.begin(), aux_counts_.end(), 0.0);
@@ -277,30 +307,74 @@ LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
   kernels::EmbeddingForward(x_[0], tokens_, embed_, n, V, C);
   for (int64_t l = 0; l < L; ++l) {
     Layer& ly = layers_[l];
+    ph.Next(nullptr);
     ly.attn.Forward(ly.h, x_[l]);
+    ph.Next("fwd.norm");
     kernels::RmsNormForward(ly.hn, ly.rstd2, ly.h, ly.norm2, n, C, c.rms_norm_eps);
+    ph.Next(nullptr);
     if (ly.is_moe) {
       z_sum_ += ly.moe.Forward(ffn_out_, ly.hn, aux_counts_.data(), aux_prob_sum_.data());
     } else {
+      PhaseScope mlp_phase("fwd.mlp");
       ly.mlp.Forward(ffn_out_, ly.hn);
     }
+    ph.Next("fwd.residual");
     kernels::Add(x_[l + 1], ly.h, ffn_out_, n * C);
   }
+  ph.Next("fwd.norm");
   kernels::RmsNormForward(xf_, rstd_f_, x_[L], final_norm_, n, C, c.rms_norm_eps);
+  ph.Next("fwd.head.gemm");
   kernels::LinearForward(logits_, xf_, head_, n, C, V);
+  ph.Next("fwd.ce");
   LossBreakdown r;
-  r.num_targets = kernels::CrossEntropyForward(ce_losses_, ce_lse_, logits_, targets_, n, V, kIgnoreIndex);
+  int64_t num_targets =
+      kernels::CrossEntropyForward(ce_losses_, ce_lse_, logits_, targets_, n, V, kIgnoreIndex);
   double ce_sum = 0;
   for (int64_t i = 0; i < n; ++i) ce_sum += static_cast<double>(ce_losses_[i]);
-  r.ce = r.num_targets > 0 ? ce_sum / r.num_targets : 0.0;
 
-  const int64_t moe_layers = c.NumMoeLayers();
+  // Everything the loss depends on, summed over the data-parallel group in one AllReduce:
+  // [ce_sum, num_targets, z_sum, aux_counts(E), aux_prob_sum(E), per-layer expert loads(Lm*E)].
+  const int64_t E = c.num_local_experts, moe_layers = c.NumMoeLayers();
+  double* buf = reduce_buf_.data();
+  buf[0] = ce_sum;
+  buf[1] = static_cast<double>(num_targets);
+  buf[2] = z_sum_;
+  for (int64_t e = 0; e < E; ++e) {
+    buf[3 + e] = aux_counts_[e];
+    buf[3 + E + e] = aux_prob_sum_[e];
+  }
+  {
+    int64_t i = 3 + 2 * E, layer = 0;
+    for (const Layer& ly : layers_) {
+      if (!ly.is_moe) continue;
+      for (int64_t e = 0; e < E; ++e) buf[i++] = ly.moe.counts()[e];
+      ++layer;
+    }
+  }
+  if (dp_size_ > 1) {
+    ph.Next("fwd.loss_allreduce");
+    MT_CHECK_OK(parallel_.dp->AllReduce(buf, buf, static_cast<int64_t>(reduce_buf_.size()),
+                                        DType::kF64));
+  }
+  ce_sum = buf[0];
+  num_targets = static_cast<int64_t>(std::llround(buf[1]));
+  z_sum_ = buf[2];
+  for (int64_t e = 0; e < E; ++e) {
+    aux_counts_[e] = buf[3 + e];
+    aux_prob_sum_[e] = buf[3 + E + e];
+  }
+  for (int64_t l = 0, i = 3 + 2 * E; l < moe_layers; ++l)
+    for (int64_t e = 0; e < E; ++e) counts_[l][e] = std::llround(buf[i++]);
+
+  r.num_targets = num_targets;
+  r.ce = r.num_targets > 0 ? ce_sum / r.num_targets : 0.0;
   if (moe_layers > 0) {
-    // aux = E * sum_e (count_e / Ntot) (prob_sum_e / Ntot), Ntot = tokens over all MoE layers.
-    const double ntot = static_cast<double>(n) * moe_layers, E = static_cast<double>(c.num_local_experts);
+    // aux = E * sum_e (count_e / Ntot) (prob_sum_e / Ntot), Ntot = tokens over all MoE layers
+    // and all data-parallel ranks.
+    const double ntot = static_cast<double>(n) * moe_layers * dp_size_;
     double aux = 0;
-    for (int64_t e = 0; e < c.num_local_experts; ++e) aux += aux_counts_[e] * aux_prob_sum_[e];
-    r.aux = E * aux / (ntot * ntot);
+    for (int64_t e = 0; e < E; ++e) aux += aux_counts_[e] * aux_prob_sum_[e];
+    r.aux = static_cast<double>(E) * aux / (ntot * ntot);
     r.z = z_sum_ / ntot;
   }
   r.total = r.ce + c.router_aux_loss_coef * r.aux + c.router_z_loss_coef * r.z;
@@ -313,16 +387,21 @@ void Model<T>::Backward(double scale) {
   const ModelConfig& c = config_;
   const int64_t n = n_, C = c.hidden_size, V = c.vocab_size, L = c.num_hidden_layers;
   // Loss head.
+  PhaseScope ph("bwd.ce");
   const T dloss = last_.num_targets > 0 ? static_cast<T>(scale / last_.num_targets) : T(0);
   kernels::CrossEntropyBackward(dlogits_, logits_, ce_lse_, targets_, dloss, n, V, kIgnoreIndex);
+  ph.Next("bwd.head.gemm");
   kernels::LinearBackward(dh_, dhead_, dlogits_, xf_, head_, n, C, V);
+  ph.Next("bwd.norm");
   kernels::RmsNormBackward(dcur_, dfinal_norm_, dh_, x_[L], final_norm_, rstd_f_, n, C);
+  ph.Next(nullptr);
 
   // Router loss coefficients shared by all MoE layers (see kernels/router.h).
   const int64_t moe_layers = c.NumMoeLayers();
   double z_coef = 0;
   if (moe_layers > 0) {
-    const double ntot = static_cast<double>(n) * moe_layers, E = static_cast<double>(c.num_local_experts);
+    const double ntot = static_cast<double>(n) * moe_layers * dp_size_,
+                 E = static_cast<double>(c.num_local_experts);
     for (int64_t e = 0; e < c.num_local_experts; ++e)
       aux_coef_[e] = scale * c.router_aux_loss_coef * E * aux_counts_[e] / (ntot * ntot);
     z_coef = scale * c.router_z_loss_coef / ntot;
@@ -335,38 +414,40 @@ void Model<T>::Backward(double scale) {
     if (ly.is_moe) {
       ly.moe.Backward(dffn_, dcur_, ly.hn, aux_coef_.data(), z_coef);
     } else {
+      PhaseScope mlp_phase("bwd.mlp");
       ly.mlp.Backward(dffn_, /*accumulate_dx=*/false, dcur_, ly.hn);
     }
+    ph.Next("bwd.norm");
     kernels::RmsNormBackward(dh_, ly.dnorm2, dffn_, ly.h, ly.norm2, ly.rstd2, n, C);
+    ph.Next("bwd.residual");
     kernels::AddInPlace(dh_, dcur_, n * C);
+    ph.Next(nullptr);
     ly.attn.Backward(dnext_, dh_, x_[l]);
     std::swap(dcur_, dnext_);
   }
+  ph.Next("bwd.embed");
   kernels::EmbeddingBackward(dembed_, dcur_, tokens_, n, V, C);
 }
 
 template <typename T>
 std::vector<std::vector<int64_t>> Model<T>::ExpertCounts() const {
-  std::vector<std::vector<int64_t>> out;
-  for (const Layer& ly : layers_) {
-    if (!ly.is_moe) continue;
-    out.emplace_back(ly.moe.counts(), ly.moe.counts() + config_.num_local_experts);
-  }
-  return out;
+  return counts_;
 }
 
 template <typename T>
 void Model<T>::UpdateRouterBias() {
   if (config_.balancing != "bias") return;
   const int64_t E = config_.num_local_experts;
+  int64_t moe_index = 0;
   for (Layer& ly : layers_) {
-    if (!ly.is_moe || ly.bias == nullptr) continue;
+    if (!ly.is_moe) continue;
+    const std::vector<int64_t>& load = counts_[moe_index++];  // global loads: replicas stay equal
+    if (ly.bias == nullptr) continue;
     double mean = 0;
-    for (int64_t e = 0; e < E; ++e) mean += ly.moe.counts()[e];
+    for (int64_t e = 0; e < E; ++e) mean += load[e];
     mean /= E;
     for (int64_t e = 0; e < E; ++e) {
-      const double load = ly.moe.counts()[e];
-      const double sign = load < mean ? 1.0 : load > mean ? -1.0 : 0.0;
+      const double sign = load[e] < mean ? 1.0 : load[e] > mean ? -1.0 : 0.0;
       ly.bias[e] += static_cast<float>(config_.router_bias_update_rate * sign);
     }
   }

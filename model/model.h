@@ -39,12 +39,27 @@ struct LossBreakdown {
   int64_t num_targets = 0;  // non-ignored targets
 };
 
+// How the model is distributed. Without communicators (the default) it is a world of one.
+struct ModelParallel {
+  // Data-parallel group: the loss, its token count, the router statistics behind the aux loss and
+  // the expert loads are summed over it, so every rank computes the loss of the GLOBAL micro-batch
+  // and Backward gives this rank's share of its gradient (GradSync then sums the shares).
+  parallel::Communicator* dp = nullptr;
+  // Expert-parallel group (a subgroup of dp): rank r of P holds and computes experts
+  // [r*E/P, (r+1)*E/P); tokens travel to their experts through a per-layer ExpertDispatcher.
+  parallel::Communicator* ep = nullptr;
+  parallel::DispatchMode dispatch = parallel::DispatchMode::kFlat;
+  int ranks_per_node = 0;  // for hierarchical dispatch; 0 = from hostnames
+};
+
 template <typename T>
 class Model {
  public:
   // Validates the config and plans memory. num_threads <= 0: use the OpenMP default.
+  // Creating a model with an ep group is collective over it.
   static absl::StatusOr<std::unique_ptr<Model>> Create(const ModelConfig& config, int64_t batch,
-                                                       int64_t seq, int num_threads = 0);
+                                                       int64_t seq, int num_threads = 0,
+                                                       const ModelParallel& parallel = {});
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
@@ -55,6 +70,9 @@ class Model {
 
   // Views by HF name. Param/Grad: dtype T; buffers (kind kBuffer): f32 and no grad.
   TensorView Param(const std::string& name) const;
+  // False for another expert-parallel rank's experts (the table lists every expert; a rank holds
+  // only its own).
+  bool Holds(const std::string& name) const { return params_.Has(name) || buffers_.Has(name); }
   TensorView Grad(const std::string& name) const;
   bool HasGrad(const std::string& name) const { return grads_.Has(name); }
 
@@ -65,12 +83,13 @@ class Model {
   void ZeroGrads();
 
   // tokens, targets: (batch, seq); targets == kIgnoreIndex are skipped. REQUIRES: ids in range.
+  // With a dp/ep group this is collective; a failed collective aborts (the ranks are out of step).
   LossBreakdown Forward(const int32_t* tokens, const int32_t* targets);
   // Accumulates (+=) d(scale * total)/d(param) into the grads, from the last Forward.
   void Backward(double scale = 1.0);
 
   const T* logits() const { return logits_; }  // (N, V) from the last Forward
-  // Per MoE layer (in layer order), tokens kept per expert in the last Forward.
+  // Per MoE layer (in layer order), tokens kept per expert in the last Forward (summed over dp).
   std::vector<std::vector<int64_t>> ExpertCounts() const;
   // Aux-loss-free balancing: b_e += rate * sign(mean_load - load_e) per MoE layer from the last
   // Forward's loads. No-op unless config.balancing == "bias".
@@ -82,6 +101,9 @@ class Model {
  private:
   Model() = default;
   absl::Status Plan(int num_threads);
+  bool IsLocalExpert(int expert) const {
+    return expert >= ep_rank_ * local_experts_ && expert < (ep_rank_ + 1) * local_experts_;
+  }
 
   ModelConfig config_;
   ParamTable table_;
@@ -106,6 +128,12 @@ class Model {
   T *dlogits_ = nullptr, *dcur_ = nullptr, *dnext_ = nullptr, *dffn_ = nullptr, *dh_ = nullptr,
     *ffn_out_ = nullptr;
   std::vector<double> aux_counts_, aux_prob_sum_, aux_coef_;
+  ModelParallel parallel_;
+  int ep_rank_ = 0, ep_size_ = 1, dp_size_ = 1;
+  int64_t local_experts_ = 0;
+  std::vector<std::unique_ptr<parallel::ExpertDispatcher>> dispatchers_;
+  std::vector<double> reduce_buf_;              // one AllReduce per Forward
+  std::vector<std::vector<int64_t>> counts_;    // per MoE layer, summed over dp
   LossBreakdown last_{};
   double z_sum_ = 0;
 };

@@ -15,6 +15,7 @@
 #include "model/config.h"
 #include "model/mlp_block.h"
 #include "model/slots.h"
+#include "parallel/expert_dispatcher.h"
 
 namespace moetrain::model {
 
@@ -24,16 +25,20 @@ class MoeBlock {
   struct Weights {
     const T* gate; T* dgate;
     const float* bias;                       // (E) selection bias, or nullptr
-    std::vector<const T*> w1, w2, w3;        // per expert
+    std::vector<const T*> w1, w2, w3;        // per LOCAL expert (all E without expert parallel)
     std::vector<T*> dw1, dw2, dw3;
     bool has_shared = false;
     typename MlpBlock<T>::Weights shared{};
   };
   MoeBlock() = default;
-  MoeBlock(const ModelConfig& c, int64_t n);
+  // dispatcher: the expert-parallel exchange for this layer (owned by the model), or nullptr when
+  // every expert is local.
+  MoeBlock(const ModelConfig& c, int64_t n, parallel::ExpertDispatcher* dispatcher = nullptr);
 
-  static void DeclareActivations(SlotDeclarer* acts, const ModelConfig& c, int64_t n);
-  static void DeclareWorkspace(SlotDeclarer* ws, const ModelConfig& c, int64_t n);
+  // ep_size: expert-parallel group size (rows received per rank are planned for the worst case,
+  // ep_size * N * k).
+  static void DeclareActivations(SlotDeclarer* acts, const ModelConfig& c, int64_t n, int ep_size);
+  static void DeclareWorkspace(SlotDeclarer* ws, const ModelConfig& c, int64_t n, int ep_size);
   // shared_acts / shared_ws bind the shared-expert MLP (ignored without shared experts).
   void Bind(Weights w, const SlotBinder& acts, const SlotBinder& ws, const SlotBinder& shared_acts,
             const SlotBinder& shared_ws);
@@ -54,6 +59,14 @@ class MoeBlock {
   Weights w_{};
   MlpBlock<T> shared_;
   int64_t m_ = 0;
+  parallel::ExpertDispatcher* disp_ = nullptr;
+  int64_t local_e_ = 0;  // experts this rank computes
+  // Where the expert computation reads its rows: xs_/offsets_ (local) or the dispatched rows.
+  const T* ex_in_ = nullptr;
+  const int32_t* ex_off_ = nullptr;
+  int64_t ex_rows_ = 0;
+  T *lx_ = nullptr, *ly_ = nullptr;        // saved: dispatched rows in, expert outputs (R, C)
+  T *ldys_ = nullptr, *ldxs_ = nullptr;    // workspace (R, C)
   // saved
   T *logits_ = nullptr, *scores_ = nullptr, *topk_w_ = nullptr, *xs_ = nullptr, *a_ = nullptr,
     *b_ = nullptr, *h_ = nullptr, *ys_ = nullptr;

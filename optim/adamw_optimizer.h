@@ -14,6 +14,7 @@
 #include "core/arena.h"
 #include "kernels/adamw.h"
 #include "model/model.h"
+#include "parallel/communicator.h"
 
 namespace moetrain::optim {
 
@@ -33,8 +34,11 @@ struct StepStats {
 template <typename T>
 class AdamWOptimizer {
  public:
+  // ep: the expert-parallel group (nullptr = all experts local); the global gradient norm sums
+  // the experts' part over it, so clipping sees the same norm on every layout.
   static absl::StatusOr<std::unique_ptr<AdamWOptimizer>> Create(model::Model<T>* model,
-                                                                const AdamWConfig& config);
+                                                                const AdamWConfig& config,
+                                                                parallel::Communicator* ep = nullptr);
   AdamWOptimizer(const AdamWOptimizer&) = delete;
   AdamWOptimizer& operator=(const AdamWOptimizer&) = delete;
 
@@ -56,10 +60,12 @@ class AdamWOptimizer {
     T* v;
     int64_t numel;
     bool weight_decay;
+    bool is_expert;
     int64_t step = 0;
   };
   model::Model<T>* model_ = nullptr;
   AdamWConfig config_;
+  parallel::Communicator* ep_ = nullptr;
   Arena state_;
   std::vector<Slot> slots_;
 };

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -12,7 +13,9 @@
 #include "data/token_shards.h"
 #include "data/tokenizer.h"
 #include "model/model.h"
+#include "checkpoint/safetensors.h"
 #include "optim/adamw_optimizer.h"
+#include "optim/grad_sync.h"
 #include "trainer/flops.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/sampling.h"
@@ -89,12 +92,22 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   RETURN_IF_ERROR(shards.CheckTokenizer(tokenizer));
   RETURN_IF_ERROR(ResolveVocabSize(tokenizer.vocab_size(), &recipe));
 
-  const int64_t B = recipe.batch.micro_batch, S = recipe.batch.seq_len, A = recipe.batch.grad_accum;
+  // Layout: dp ranks split the global micro-batch; a world of one without groups.
+  parallel::ProcessGroups* groups = options.groups;
+  const int dp = groups != nullptr ? groups->grid().dp() : 1;
+  const int dp_rank = groups != nullptr ? groups->coords().dp_rank : 0;
+  const int world = groups != nullptr ? groups->grid().world() : 1;
+  const bool rank0 = groups == nullptr || groups->rank() == 0;
+  if (recipe.batch.micro_batch % dp != 0)
+    return absl::InvalidArgumentError(absl::StrCat("batch.micro_batch ", recipe.batch.micro_batch,
+                                                   " does not split over dp = ", dp));
+  const int64_t B = recipe.batch.micro_batch / dp, S = recipe.batch.seq_len,
+                A = recipe.batch.grad_accum;
   data::SamplerOptions so;
   so.seq_len = S;
   so.micro_batch = B;
   so.grad_accum = static_cast<int>(A);
-  so.world = 1;
+  so.world = dp;
   so.seed = recipe.seed;
   ASSIGN_OR_RETURN(data::Sampler sampler,
                    data::Sampler::Create(shards.tokens(data::Split::kTrain),
@@ -103,20 +116,42 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   ASSIGN_OR_RETURN(data::EvalSampler eval_sampler,
                    data::EvalSampler::Create(shards.tokens(data::Split::kVal),
                                              shards.num_tokens(data::Split::kVal), S,
-                                             recipe.eval.batches * B,
+                                             recipe.eval.batches * recipe.batch.micro_batch,
                                              shards.file_path(data::Split::kVal)));
 
   // Memory: model, optimizer and batch buffers, planned before step 1.
-  ASSIGN_OR_RETURN(auto model, model::Model<float>::Create(recipe.model, B, S, NumThreads()));
-  model->InitParams(recipe.seed);
+  model::ModelParallel mp;
+  if (groups != nullptr) {
+    mp.dp = &groups->dp();
+    mp.ep = &groups->ep();
+    mp.dispatch = recipe.parallel.ep_dispatch == EpDispatch::kHierarchical
+                      ? parallel::DispatchMode::kHierarchical
+                      : parallel::DispatchMode::kFlat;
+    mp.ranks_per_node = static_cast<int>(recipe.parallel.ranks_per_node);
+  }
+  ASSIGN_OR_RETURN(auto model, model::Model<float>::Create(recipe.model, B, S, NumThreads(), mp));
+  model->InitParams(recipe.seed);  // per-tensor seeds: every layout starts from the same weights
   optim::AdamWConfig oc{recipe.optim.betas[0], recipe.optim.betas[1], recipe.optim.eps,
                         recipe.optim.weight_decay, recipe.optim.grad_clip};
-  ASSIGN_OR_RETURN(auto optimizer, optim::AdamWOptimizer<float>::Create(model.get(), oc));
+  ASSIGN_OR_RETURN(auto optimizer,
+                   optim::AdamWOptimizer<float>::Create(model.get(), oc, mp.ep));
+  std::unique_ptr<optim::GradSync<float>> grad_sync;
+  if (groups != nullptr) {
+    ASSIGN_OR_RETURN(grad_sync,
+                     optim::GradSync<float>::Create(model.get(), &groups->dp(), &groups->edp()));
+  }
   std::vector<int32_t> tokens(B * S), targets(B * S);
-  const int64_t eval_windows = eval_sampler.num_windows();
+  // Evaluate whole global micro-batches only, so every layout scores the same windows.
+  const int64_t eval_windows = eval_sampler.num_windows() / (dp * B) * (dp * B);
+  if (eval_windows == 0)
+    return absl::FailedPreconditionError(absl::StrCat(
+        shards.file_path(data::Split::kVal), ": validation split too small for one global micro-batch (",
+        dp * B, " sequences of ", S, " tokens; it has ", eval_sampler.num_windows(), ")"));
   std::vector<int32_t> eval_targets_all(eval_windows * S);
 
   size_t total = optimizer->StateBytes() + 2 * tokens.size() * sizeof(int32_t);
+  if (groups != nullptr)
+    MT_LOG(INFO) << "layout: " << groups->grid().ToString() << "; per-rank micro-batch " << B;
   MT_LOG(INFO) << "model: " << model->table().NumTrainable() << " parameters ("
                << model->table().size() << " tensors), " << recipe.model.num_hidden_layers
                << " layers, " << recipe.model.num_local_experts << " experts top-"
@@ -148,16 +183,18 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   MT_LOG(INFO) << absl::StrFormat("sgemm peak %.1f GFLOP/s on %d threads; %.1f MFLOP per token",
                                   peak / 1e9, NumThreads(), flops_per_token / 1e6);
 
-  MetricsWriter metrics;
-  RETURN_IF_ERROR(metrics.Open(recipe.logging.metrics_file));
+  MetricsWriter metrics;  // rank 0 speaks for the run
+  if (rank0) RETURN_IF_ERROR(metrics.Open(recipe.logging.metrics_file));
   metrics.Write({{"event", "start"}, {"recipe", RecipeToYaml(recipe)},
                  {"unigram_val_loss", result.unigram_val_loss}, {"sgemm_peak_flops", peak}});
 
   auto evaluate = [&]() {
     double sum = 0;
     int64_t count = 0;
-    for (int64_t first = 0; first + B <= eval_windows; first += B) {
-      eval_sampler.Fill(first, B, tokens.data(), targets.data());
+    // Each global micro-batch of dp * B windows is split over the dp ranks; the model sums the
+    // loss over dp, so every rank sees the global figure.
+    for (int64_t first = 0; first + dp * B <= eval_windows; first += dp * B) {
+      eval_sampler.Fill(first + dp_rank * B, B, tokens.data(), targets.data());
       model::LossBreakdown l = model->Forward(tokens.data(), targets.data());
       sum += l.ce * l.num_targets;
       count += l.num_targets;
@@ -172,19 +209,31 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   for (int64_t step = 0; step < total_steps; ++step) {
     model->ZeroGrads();
     double ce = 0, aux = 0;
+    // A fingerprint of the global batch (sum over its sequences of a hash of (global index,
+    // tokens)), summed over dp: equal across layouts iff they trained on the same data.
+    double batch_hash = 0;
     std::vector<std::vector<int64_t>> counts;
     for (int micro = 0; micro < A; ++micro) {
-      sampler.Fill(step, micro, /*rank=*/0, tokens.data(), targets.data());
+      sampler.Fill(step, micro, dp_rank, tokens.data(), targets.data());
+      for (int64_t i = 0; i < B; ++i) {
+        uint64_t h = 1469598103934665603ull ^ static_cast<uint64_t>(sampler.GlobalIndex(step, micro, dp_rank, i));
+        for (int64_t t = 0; t < S; ++t) h = (h ^ static_cast<uint32_t>(tokens[i * S + t])) * 1099511628211ull;
+        batch_hash += static_cast<double>(h >> 24);  // < 2^40: sums stay exact in a double
+      }
       model::LossBreakdown l = model->Forward(tokens.data(), targets.data());
       model->Backward(1.0 / A);
       ce += l.ce / A;
       aux += l.aux / A;
       if (micro == 0) counts = model->ExpertCounts();
     }
+    if (grad_sync != nullptr) {
+      RETURN_IF_ERROR(grad_sync->Run());
+      RETURN_IF_ERROR(groups->dp().AllReduce(&batch_hash, &batch_hash, 1, DType::kF64));
+    }
     const double lr = LearningRate(recipe.schedule, recipe.optim.lr, step);
     optim::StepStats st = optimizer->Step(lr);
     model->UpdateRouterBias();
-    window_tokens += A * B * S;
+    window_tokens += A * B * S * dp;  // global tokens
     result.steps_done = step + 1;
     result.final_train_loss = ce;
 
@@ -192,7 +241,7 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
     if ((step + 1) % recipe.logging.every_steps == 0 || last || step == 0) {
       const auto now = Clock::now();
       const double tok_s = window_tokens / Seconds(window_start, now);
-      const double mfu = tok_s * flops_per_token / peak;
+      const double mfu = tok_s * flops_per_token / (peak * world);  // each rank measured its own peak
       const double elapsed = Seconds(run_start, now);
       const double eta = elapsed / (step + 1) * (total_steps - step - 1);
       const double imbalance = LoadImbalance(counts);
@@ -203,12 +252,18 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
           FormatDuration(eta));
       metrics.Write({{"event", "step"}, {"step", step + 1}, {"loss", ce}, {"aux_loss", aux},
                      {"lr", lr}, {"grad_norm", st.grad_norm}, {"tokens_per_s", tok_s},
-                     {"mfu", mfu}, {"load_imbalance", imbalance}, {"eta_s", eta},
+                     {"mfu", mfu}, {"load_imbalance", imbalance}, {"eta_s", eta}, {"batch_hash", batch_hash},
                      {"elapsed_s", elapsed}});
       window_start = Clock::now();
       window_tokens = 0;
     }
-    const bool stopping = options.stop != nullptr && options.stop->load();
+    // Ranks stop together: one rank's Ctrl-C (or all of them, from a terminal) ends the run at the
+    // same step everywhere.
+    double stop_flag = options.stop != nullptr && options.stop->load() ? 1.0 : 0.0;
+    if (groups != nullptr)
+      RETURN_IF_ERROR(groups->world().AllReduce(&stop_flag, &stop_flag, 1, DType::kF64,
+                                                parallel::ReduceOp::kMax));
+    const bool stopping = stop_flag > 0;
     if (!stopping && !last && recipe.eval.every_steps > 0 && (step + 1) % recipe.eval.every_steps == 0) {
       const double val = evaluate();
       MT_LOG(INFO) << absl::StrFormat("eval step %d | val loss %.4f | unigram %.4f", step + 1, val,
@@ -236,8 +291,12 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
 
   // Samples: a batch-1 inference copy of the trained weights (walking the one ParamTable).
   if (!recipe.sample.prompts.empty() && recipe.sample.max_new_tokens > 0) {
-    ASSIGN_OR_RETURN(auto infer, model::Model<float>::Create(recipe.model, 1, S, NumThreads()));
+    // Expert-parallel ranks generate in lockstep (same prompts, seeds and hence tokens).
+    model::ModelParallel infer_mp = mp;
+    infer_mp.dp = nullptr;
+    ASSIGN_OR_RETURN(auto infer, model::Model<float>::Create(recipe.model, 1, S, NumThreads(), infer_mp));
     for (const model::ParamSpec& spec : model->table().specs()) {
+      if (!model->Holds(spec.name)) continue;
       TensorView src = model->Param(spec.name), dst = infer->Param(spec.name);
       std::memcpy(dst.data(), src.data(), src.nbytes());
     }
@@ -259,6 +318,17 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
       result.samples.push_back(tokenizer.Decode(all));
       metrics.Write({{"event", "sample"}, {"prompt", prompt}, {"text", result.samples.back()}});
     }
+  }
+  if (!options.dump_params_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(options.dump_params_dir, ec);
+    std::vector<checkpoint::NamedTensor> tensors;
+    for (const model::ParamSpec& spec : model->table().specs())
+      if (model->Holds(spec.name))
+        tensors.push_back({spec.name, model->Param(spec.name), DType::kF32});
+    const int rank = groups != nullptr ? groups->rank() : 0;
+    RETURN_IF_ERROR(checkpoint::WriteSafetensors(
+        absl::StrCat(options.dump_params_dir, "/rank", rank, ".safetensors"), tensors, {}));
   }
   return result;
 }

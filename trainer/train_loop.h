@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "parallel/process_groups.h"
 #include "trainer/recipe.h"
 
 namespace moetrain::trainer {
@@ -23,6 +24,12 @@ namespace moetrain::trainer {
 struct TrainOptions {
   const std::atomic<bool>* stop = nullptr;  // checked after every step
   bool dry_run = false;                     // plan and report memory, do not train
+  // The process groups of a multi-rank run (built from trainer::ResolveLayout); nullptr = a world
+  // of one. Every rank of the world calls RunTraining with the same recipe.
+  parallel::ProcessGroups* groups = nullptr;
+  // If set, each rank writes the parameters it holds at the end to DIR/rank<R>.safetensors (fp32,
+  // HF names): a test and debugging aid until checkpoints land.
+  std::string dump_params_dir;
 };
 
 struct TrainResult {

@@ -9,6 +9,7 @@
 #include <limits>
 #include <ostream>
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -238,6 +239,34 @@ void CheckThreadIndependence() {
 
 TEST(AttentionThreadsTest, BitwiseIdenticalFloat) { CheckThreadIndependence<float>(); }
 TEST(AttentionThreadsTest, BitwiseIdenticalDouble) { CheckThreadIndependence<double>(); }
+
+// On x86-64 CPUs with AVX2 the kernels run an AVX2 build of the same math; it must give exactly
+// the generic build's bits (same operations in the same order, only wider vectors).
+template <typename T>
+void CheckIsaBuildsAgree() {
+  if (std::string(AttentionIsa()) == "generic") GTEST_SKIP() << "no AVX2 build on this CPU";
+  for (const Shape& x : {Shape{1, 130, 6, 1, 16}, Shape{2, 200, 8, 2, 12}, Shape{2, 256, 8, 4, 32}}) {
+    SCOPED_TRACE(::testing::PrintToString(x));
+    const Inputs in(x, 31);
+    Result<T> fast = in.Make<T>(x);
+    fast.Forward(x, 2);
+    fast.Backward(x, 2);
+    SetAttentionGenericOnly(true);
+    EXPECT_EQ(std::string(AttentionIsa()), "generic");
+    Result<T> generic = in.Make<T>(x);
+    generic.Forward(x, 2);
+    generic.Backward(x, 2);
+    SetAttentionGenericOnly(false);
+    EXPECT_TRUE(BitwiseEqual(fast.out, generic.out));
+    EXPECT_TRUE(BitwiseEqual(fast.lse, generic.lse));
+    EXPECT_TRUE(BitwiseEqual(fast.dq, generic.dq));
+    EXPECT_TRUE(BitwiseEqual(fast.dk, generic.dk));
+    EXPECT_TRUE(BitwiseEqual(fast.dv, generic.dv));
+  }
+}
+
+TEST(AttentionIsaTest, Avx2AndGenericBuildsAgreeBitwiseFloat) { CheckIsaBuildsAgree<float>(); }
+TEST(AttentionIsaTest, Avx2AndGenericBuildsAgreeBitwiseDouble) { CheckIsaBuildsAgree<double>(); }
 
 TEST(AttentionWorkspaceTest, DoesNotGrowWithSequenceLength) {
   EXPECT_EQ(AttentionWorkspaceElems(512, 8, 64, 2), AttentionWorkspaceElems(8192, 8, 64, 2));

@@ -1,6 +1,9 @@
 // Grouped expert matmul against a per-expert float64 reference, finite differences for the
-// backward, untouched weight gradients of empty experts, and float vs double.
+// backward, untouched weight gradients of empty experts, and float vs double; the OpenMP panel
+// path (single-threaded BLAS) against the reference and bitwise equal for 1, 2 and 3 threads.
 #include "kernels/grouped_matmul.h"
+
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -9,8 +12,12 @@
 #include <string>
 #include <vector>
 
+#include "core/threads.h"
 #include "gtest/gtest.h"
 #include "tests/testing/test_util.h"
+
+extern "C" int openblas_get_num_threads(void);
+extern "C" void openblas_set_num_threads(int num_threads);
 
 namespace moetrain::kernels {
 namespace {
@@ -207,6 +214,81 @@ TEST(GroupedMatmulTest, FloatMatchesDouble) {
     EXPECT_LT(RelativeL2Error(wf.dw[g], wd.dw[g]), 1e-5) << "dw[" << g << "]";
     EXPECT_TRUE(AllClose(wf.dw[g], wd.dw[g], 1e-5, 1e-5, "dw float vs double"));
   }
+}
+
+// With SetNumThreads the kernel runs every expert's products as BLAS panels in one OpenMP region.
+// Sizes large enough that big experts are cut into several panels; an empty expert and an expert
+// without a weight gradient (dw[g] == nullptr) are in the mix.
+TEST(GroupedMatmulTest, OpenMpPanelPathMatchesReferenceAndIsThreadCountIndependent) {
+  const int saved_omp = omp_get_max_threads(), saved_blas = openblas_get_num_threads();
+  const int64_t in = 160, out = 272;
+  const std::vector<int32_t> counts = {300, 0, 17, 520, 129};
+  const int64_t e = counts.size();
+  const auto off = Offsets(counts);
+  const int64_t m = off.back();
+  const auto x = RandomVector<double>(m * in, 41), dy = RandomVector<double>(m * out, 42);
+  std::vector<std::vector<double>> w, dw0;
+  for (int64_t g = 0; g < e; ++g) {
+    w.push_back(RandomVector<double>(out * in, 43 + g));
+    dw0.push_back(RandomVector<double>(out * in, 53 + g));
+  }
+  // float64 reference.
+  std::vector<double> y_ref(m * out, 0.0), dx_ref(m * in, 0.0);
+  auto dw_ref = dw0;
+  for (int64_t g = 0; g < e; ++g)
+    for (int64_t r = off[g]; r < off[g + 1]; ++r)
+      for (int64_t o = 0; o < out; ++o) {
+        double acc = 0;
+        for (int64_t i = 0; i < in; ++i) {
+          acc += x[r * in + i] * w[g][o * in + i];
+          dx_ref[r * in + i] += dy[r * out + o] * w[g][o * in + i];
+          dw_ref[g][o * in + i] += dy[r * out + o] * x[r * in + i];
+        }
+        y_ref[r * out + o] = acc;
+      }
+
+  const auto xf = Cast<float>(x), dyf = Cast<float>(dy);
+  std::vector<std::vector<float>> wf;
+  for (const auto& v : w) wf.push_back(Cast<float>(v));
+  std::vector<const float*> w_ptr;
+  for (const auto& v : wf) w_ptr.push_back(v.data());
+  std::vector<float> first_y, first_dx;
+  std::vector<std::vector<float>> first_dw;
+  for (int threads : {1, 2, 3}) {
+    SCOPED_TRACE(threads);
+    SetNumThreads(threads);
+    std::vector<std::vector<float>> dwf;
+    for (const auto& v : dw0) dwf.push_back(Cast<float>(v));
+    std::vector<float*> dw_ptr;
+    for (auto& v : dwf) dw_ptr.push_back(v.data());
+    dw_ptr[2] = nullptr;  // no weight gradient for expert 2
+    std::vector<float> y(m * out, -9.f), dx(m * in, -9.f);
+    GroupedMatmulForward(y.data(), xf.data(), w_ptr.data(), off.data(), e, in, out);
+    GroupedMatmulBackward(dx.data(), dw_ptr.data(), dyf.data(), xf.data(), w_ptr.data(),
+                          off.data(), e, in, out);
+    EXPECT_TRUE(AllClose(y, y_ref, 1e-4, 1e-4, "y"));
+    EXPECT_TRUE(AllClose(dx, dx_ref, 1e-4, 1e-4, "dx"));
+    for (int64_t g = 0; g < e; ++g) {
+      if (g == 2 || counts[g] == 0) {  // untouched
+        EXPECT_TRUE(AllClose(dwf[g], Cast<float>(dw0[g]), 0, 0, "dw[" + std::to_string(g) + "]"));
+      } else {
+        EXPECT_TRUE(AllClose(dwf[g], dw_ref[g], 1e-4, 1e-4, "dw[" + std::to_string(g) + "]"));
+      }
+    }
+    if (first_y.empty()) {
+      first_y = y;
+      first_dx = dx;
+      first_dw = dwf;
+    } else {
+      EXPECT_EQ(std::memcmp(y.data(), first_y.data(), y.size() * sizeof(float)), 0) << "y bits";
+      EXPECT_EQ(std::memcmp(dx.data(), first_dx.data(), dx.size() * sizeof(float)), 0) << "dx bits";
+      for (int64_t g = 0; g < e; ++g)
+        EXPECT_EQ(std::memcmp(dwf[g].data(), first_dw[g].data(), dwf[g].size() * sizeof(float)), 0)
+            << "dw[" << g << "] bits";
+    }
+  }
+  omp_set_num_threads(saved_omp);
+  openblas_set_num_threads(saved_blas);
 }
 
 }  // namespace

@@ -1,10 +1,19 @@
 // Matmul (OpenBLAS) against a naive float64 triple loop: all four transpose combinations, alpha and
-// beta accumulation, k = 0, batched with padded strides, and the Linear layer forward / backward.
+// beta accumulation, k = 0, batched with padded strides, and the Linear layer forward / backward;
+// the OpenMP panel path (single-threaded BLAS) bitwise equal for 1, 2 and 3 threads.
 #include "kernels/matmul.h"
 
+#include <omp.h>
+
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
+
+#include "core/threads.h"
+
+extern "C" int openblas_get_num_threads(void);
+extern "C" void openblas_set_num_threads(int num_threads);
 
 #include "gtest/gtest.h"
 #include "tests/testing/test_util.h"
@@ -135,6 +144,49 @@ TEST(MatmulTest, LinearForwardAndBackward) {
   EXPECT_TRUE(AllClose(yf, y_ref, 1e-5, 1e-5, "f32 y"));
   EXPECT_TRUE(AllClose(dxf, dx_ref, 1e-5, 1e-5, "f32 dx"));
   EXPECT_TRUE(AllClose(dwf, dw_ref, 1e-5, 1e-5, "f32 dw"));
+}
+
+// With single-threaded BLAS (SetNumThreads), Matmul cuts C into panels run on the OpenMP threads.
+// Each element is still one BLAS dot product over the full k, so results must be bitwise equal for
+// any thread count: that is what keeps parameter gradients (beta = 1 accumulation over k = tokens)
+// independent of the thread count. Shapes split rows (m >= n), columns (m < n), and a dW-like
+// transposed product with a long k.
+TEST(MatmulTest, OpenMpPanelsAreBitwiseThreadCountIndependent) {
+  const int saved_omp = omp_get_max_threads(), saved_blas = openblas_get_num_threads();
+  struct Shape {
+    int64_t m, n, k;
+  };
+  for (const Shape& sh : {Shape{320, 208, 200}, Shape{72, 640, 300}, Shape{96, 256, 1030}}) {
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << sh.m << "x" << sh.n << "x" << sh.k << " ta=" << ta
+                                          << " tb=" << tb);
+        const int64_t m = sh.m, n = sh.n, k = sh.k;
+        auto a = RandomVector<double>(m * k, 21), b = RandomVector<double>(k * n, 22);
+        auto c0 = RandomVector<double>(m * n, 23);
+        auto want = c0;
+        ReferenceMatmul(want.data(), a.data(), b.data(), m, n, k, ta, tb, 0.5, 1.0);
+        auto af = Cast<float>(a), bf = Cast<float>(b);
+        std::vector<float> first;
+        for (int threads : {1, 2, 3}) {
+          SetNumThreads(threads);
+          auto cf = Cast<float>(c0);
+          Matmul(cf.data(), af.data(), bf.data(), m, n, k, ta, tb, 0.5f, 1.0f);
+          EXPECT_TRUE(AllClose(cf, want, 1e-4, 1e-4, "f32 threads=" + std::to_string(threads)));
+          if (first.empty()) {
+            first = cf;
+          } else {
+            EXPECT_EQ(std::memcmp(cf.data(), first.data(), cf.size() * sizeof(float)), 0)
+                << "threads=" << threads << " differs bitwise from 1 thread";
+          }
+          auto cd = c0;
+          Matmul(cd.data(), a.data(), b.data(), m, n, k, ta, tb, 0.5, 1.0);
+          EXPECT_TRUE(AllClose(cd, want, 1e-12, 1e-12, "f64 threads=" + std::to_string(threads)));
+        }
+      }
+  }
+  omp_set_num_threads(saved_omp);
+  openblas_set_num_threads(saved_blas);
 }
 
 }  // namespace
