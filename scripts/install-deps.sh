@@ -17,6 +17,7 @@ PACKAGES=(
   nlohmann-json3-dev
   fortunes
   procps
+  slurm-wlm munge
 )
 
 missing=()
