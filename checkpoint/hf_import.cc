@@ -1,6 +1,7 @@
 #include "checkpoint/hf_import.h"
 
 #include <filesystem>
+#include <vector>
 
 #include "checkpoint/safetensors.h"
 #include "core/status.h"
@@ -24,7 +25,15 @@ absl::Status LoadHfWeights(const std::string& path, model::Model<T>* model) {
       if (spec.kind == model::ParamKind::kBuffer) continue;
       return absl::NotFoundError(absl::StrCat(file, ": missing tensor '", spec.name, "'"));
     }
-    RETURN_IF_ERROR(st.ReadInto(spec.name, model->Param(spec.name)));
+    TensorView dst = model->Param(spec.name);
+    if (!spec.IsTpSplit(model->tp_size())) {
+      RETURN_IF_ERROR(st.ReadInto(spec.name, dst));
+      continue;
+    }
+    // Tensor parallel: read the full tensor, keep this rank's shard.
+    std::vector<T> full(spec.numel());
+    RETURN_IF_ERROR(st.ReadInto(spec.name, TensorView(full.data(), Shape(spec.shape), dst.dtype())));
+    model::ExtractShard(spec, model->tp_size(), model->tp_rank(), full.data(), dst.as<T>());
   }
   return absl::OkStatus();
 }

@@ -5,6 +5,7 @@
 // Buffers (e.g. the aux-loss-free router bias) are optional and keep their current value when absent.
 // Values are converted from the file's dtype (F32/F64/BF16/F16) to the model's. Errors name the file
 // and tensor. On error the model's parameters may be partially overwritten (load into a fresh model).
+// With tensor parallelism each rank reads the full tensor and keeps its shard (ParamSpec::tp_dim).
 #pragma once
 
 #include <string>

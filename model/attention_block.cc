@@ -10,35 +10,45 @@
 namespace moetrain::model {
 
 template <typename T>
-AttentionBlock<T>::AttentionBlock(const ModelConfig& c, int64_t batch, int64_t seq, int num_threads)
+AttentionBlock<T>::AttentionBlock(const ModelConfig& c, int64_t batch, int64_t seq, int num_threads,
+                                  parallel::Communicator* tp)
     : b_(batch), s_(seq), n_(batch * seq), c_(c.hidden_size), hq_(c.num_attention_heads),
-      hkv_(c.num_key_value_heads), d_(c.HeadDim()), eps_(c.rms_norm_eps), threads_(num_threads) {}
+      hkv_(c.num_key_value_heads), d_(c.HeadDim()), eps_(c.rms_norm_eps), threads_(num_threads),
+      tp_(tp != nullptr && tp->size() > 1 ? tp : nullptr) {
+  const int t = tp_ != nullptr ? tp_->size() : 1;
+  MT_CHECK_MSG(hq_ % t == 0 && hkv_ % t == 0, "attention: heads ", hq_, " / kv heads ", hkv_,
+               " do not split over tp = ", t);
+  hq_ /= t;
+  hkv_ /= t;
+}
 
 template <typename T>
 void AttentionBlock<T>::DeclareActivations(SlotDeclarer* acts, const ModelConfig& c, int64_t batch,
-                                           int64_t seq) {
+                                           int64_t seq, int tp) {
   const int64_t n = batch * seq, d = c.HeadDim();
+  const int64_t hq = c.num_attention_heads / tp, hkv = c.num_key_value_heads / tp;
   const DType t = DTypeOf<T>::value;
   acts->Add("xn", {n, c.hidden_size}, t);
   acts->Add("rstd", {n}, t);
-  acts->Add("q", {n, c.num_attention_heads * d}, t);
-  acts->Add("k", {n, c.num_key_value_heads * d}, t);
-  acts->Add("v", {n, c.num_key_value_heads * d}, t);
-  acts->Add("att", {n, c.num_attention_heads * d}, t);
-  acts->Add("lse", {batch, c.num_attention_heads, seq}, t);
+  acts->Add("q", {n, hq * d}, t);
+  acts->Add("k", {n, hkv * d}, t);
+  acts->Add("v", {n, hkv * d}, t);
+  acts->Add("att", {n, hq * d}, t);
+  acts->Add("lse", {batch, hq, seq}, t);
 }
 
 template <typename T>
 void AttentionBlock<T>::DeclareWorkspace(SlotDeclarer* ws, const ModelConfig& c, int64_t batch,
-                                         int64_t seq, int num_threads) {
+                                         int64_t seq, int num_threads, int tp) {
   const int64_t n = batch * seq, d = c.HeadDim();
+  const int64_t hq = c.num_attention_heads / tp, hkv = c.num_key_value_heads / tp;
   const DType t = DTypeOf<T>::value;
-  ws->Add("datt", {n, c.num_attention_heads * d}, t);
-  ws->Add("dq", {n, c.num_attention_heads * d}, t);
-  ws->Add("dk", {n, c.num_key_value_heads * d}, t);
-  ws->Add("dv", {n, c.num_key_value_heads * d}, t);
+  ws->Add("datt", {n, hq * d}, t);
+  ws->Add("dq", {n, hq * d}, t);
+  ws->Add("dk", {n, hkv * d}, t);
+  ws->Add("dv", {n, hkv * d}, t);
   ws->Add("dxn", {n, c.hidden_size}, t);
-  ws->Add("attn", {kernels::AttentionWorkspaceElems(seq, c.num_attention_heads, d, num_threads)}, t);
+  ws->Add("attn", {kernels::AttentionWorkspaceElems(seq, hq, d, num_threads)}, t);
 }
 
 template <typename T>
@@ -78,6 +88,10 @@ void AttentionBlock<T>::Forward(T* out, const T* x) {
   kernels::AttentionForward(att_, lse_, q_, k_, v_, b_, s_, hq_, hkv_, d_, attn_ws_, threads_);
   ph.Next("fwd.attn.proj");
   kernels::LinearForward(out, att_, w_.wo, n_, qd, c_);
+  if (tp_ != nullptr) {  // row-parallel o_proj: sum the partial outputs
+    ph.Next("fwd.attn.tp_allreduce");
+    MT_CHECK_OK(tp_->AllReduce(out, out, n_ * c_, DTypeOf<T>::value));
+  }
   ph.Next("fwd.residual");
   kernels::AddInPlace(out, x, n_ * c_);  // residual
 }
@@ -100,6 +114,10 @@ void AttentionBlock<T>::Backward(T* dx, const T* dout, const T* x) {
   kernels::Matmul(dxn_, dv_, w_.wv, n_, c_, kvd, false, false, T(1), T(1));
   kernels::LinearBackward<T>(nullptr, w_.dwk, dk_, xn_, w_.wk, n_, c_, kvd);
   kernels::LinearBackward<T>(nullptr, w_.dwv, dv_, xn_, w_.wv, n_, c_, kvd);
+  if (tp_ != nullptr) {  // column-parallel q/k/v: sum the partial input gradients
+    ph.Next("bwd.attn.tp_allreduce");
+    MT_CHECK_OK(tp_->AllReduce(dxn_, dxn_, n_ * c_, DTypeOf<T>::value));
+  }
   ph.Next("bwd.norm");
   kernels::RmsNormBackward(dx, w_.dnorm, dxn_, x, w_.norm, rstd_, n_, c_);
   ph.Next("bwd.residual");

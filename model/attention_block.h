@@ -3,11 +3,16 @@
 //   out = x + Wo( attention(q, k, v) )
 // Tensors: x, out (B*S, C); q, att (B,S,Hq,D); k, v (B,S,Hkv,D); lse (B,Hq,S).
 // Saves xn, rstd, q, k, v (rotated), att, lse. Parameter grads +=, dx overwritten.
+// Tensor parallel (tp group of t ranks): this rank holds Hq/t query heads and Hkv/t KV heads (q/k/v
+// column-parallel, o_proj row-parallel); the o_proj output is AllReduced over tp in Forward, and
+// the input gradient dxn of the q/k/v projections is AllReduced over tp in Backward (Megatron's
+// f/g conjugate pair). REQUIRES: Hq % t == 0 and Hkv % t == 0.
 #pragma once
 
 #include "core/arena.h"
 #include "model/config.h"
 #include "model/slots.h"
+#include "parallel/communicator.h"
 
 namespace moetrain::model {
 
@@ -19,11 +24,15 @@ class AttentionBlock {
     T* dnorm; T* dwq; T* dwk; T* dwv; T* dwo;
   };
   AttentionBlock() = default;
-  AttentionBlock(const ModelConfig& c, int64_t batch, int64_t seq, int num_threads);
+  // tp: the tensor-parallel group, or nullptr (all heads local).
+  AttentionBlock(const ModelConfig& c, int64_t batch, int64_t seq, int num_threads,
+                 parallel::Communicator* tp = nullptr);
 
-  static void DeclareActivations(SlotDeclarer* acts, const ModelConfig& c, int64_t batch, int64_t seq);
+  // tp: the tensor-parallel size (shapes are per rank).
+  static void DeclareActivations(SlotDeclarer* acts, const ModelConfig& c, int64_t batch, int64_t seq,
+                                 int tp = 1);
   static void DeclareWorkspace(SlotDeclarer* ws, const ModelConfig& c, int64_t batch, int64_t seq,
-                               int num_threads);
+                               int num_threads, int tp = 1);
   // rope_cos / rope_sin: (max_pos, D/2) tables shared by all layers.
   void Bind(const Weights& w, const T* rope_cos, const T* rope_sin, const SlotBinder& acts,
             const SlotBinder& ws);
@@ -35,6 +44,7 @@ class AttentionBlock {
   int64_t b_ = 0, s_ = 0, n_ = 0, c_ = 0, hq_ = 0, hkv_ = 0, d_ = 0;
   double eps_ = 0;
   int threads_ = 1;
+  parallel::Communicator* tp_ = nullptr;
   Weights w_{};
   const T *cos_ = nullptr, *sin_ = nullptr;
   T *xn_ = nullptr, *rstd_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *att_ = nullptr,

@@ -62,6 +62,28 @@ absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& co
                                                    ") is not divisible by the expert-parallel size ",
                                                    m->ep_size_));
   m->local_experts_ = config.num_local_experts / m->ep_size_;
+  m->tp_size_ = parallel.tp != nullptr ? parallel.tp->size() : 1;
+  m->tp_rank_ = parallel.tp != nullptr ? parallel.tp->rank() : 0;
+  m->tp_ = m->tp_size_ > 1 ? parallel.tp : nullptr;
+  if (m->tp_size_ > 1) {
+    const int64_t t = m->tp_size_;
+    auto need = [&](const char* key, int64_t value) -> absl::Status {
+      if (value % t == 0) return absl::OkStatus();
+      return absl::InvalidArgumentError(absl::StrCat("model.", key, " (", value,
+                                                     ") is not divisible by the tensor-parallel size ", t));
+    };
+    RETURN_IF_ERROR(need("num_attention_heads", config.num_attention_heads));
+    RETURN_IF_ERROR(need("num_key_value_heads", config.num_key_value_heads));
+    RETURN_IF_ERROR(need("vocab_size", config.vocab_size));
+    if (config.first_k_dense_replace > 0 || config.NumMoeLayers() < config.num_hidden_layers)
+      RETURN_IF_ERROR(need("intermediate_size", config.intermediate_size));
+    if (config.NumMoeLayers() > 0) {
+      RETURN_IF_ERROR(need("moe_intermediate_size (expert width)", config.ExpertWidth()));
+      RETURN_IF_ERROR(need("num_shared_experts * expert width", config.SharedWidth()));
+    }
+  }
+  m->v_local_ = config.vocab_size / m->tp_size_;
+  m->v_begin_ = m->tp_rank_ * m->v_local_;
   RETURN_IF_ERROR(m->Plan(num_threads > 0 ? num_threads : omp_get_max_threads()));
   return m;
 }
@@ -70,17 +92,18 @@ template <typename T>
 absl::Status Model<T>::Plan(int num_threads) {
   const ModelConfig& c = config_;
   const DType t = DTypeOf<T>::value;
-  const int64_t n = n_, C = c.hidden_size, V = c.vocab_size, L = c.num_hidden_layers;
+  const int64_t n = n_, C = c.hidden_size, Vl = v_local_, L = c.num_hidden_layers;
+  const int tp = tp_size_;
 
-  // Parameters, gradients and buffers straight from the one table.
+  // Parameters, gradients and buffers straight from the one table (this tp rank's shards).
   std::vector<TensorSpec> pspecs, gspecs, bspecs;
   for (const ParamSpec& s : table_.specs()) {
     if (s.kind == ParamKind::kExpert && !IsLocalExpert(s.expert)) continue;  // another EP rank's
     if (s.kind == ParamKind::kBuffer) {
-      bspecs.push_back({s.name, Shape(s.shape), DType::kF32, "buffers"});
+      bspecs.push_back({s.name, Shape(s.LocalShape(tp)), DType::kF32, "buffers"});
     } else {
-      pspecs.push_back({s.name, Shape(s.shape), t, "params"});
-      gspecs.push_back({s.name, Shape(s.shape), t, "grads"});
+      pspecs.push_back({s.name, Shape(s.LocalShape(tp)), t, "params"});
+      gspecs.push_back({s.name, Shape(s.LocalShape(tp)), t, "grads"});
     }
   }
   ASSIGN_OR_RETURN(params_, Arena::Create(pspecs));
@@ -95,7 +118,7 @@ absl::Status Model<T>::Plan(int num_threads) {
   top.Add("targets", {n}, DType::kI32);
   top.Add("xf", {n, C}, t);
   top.Add("rstd_f", {n}, t);
-  top.Add("logits", {n, V}, t);
+  top.Add("logits", {n, Vl}, t);
   top.Add("ce_losses", {n}, t);
   top.Add("ce_lse", {n}, t);
   top.Add("rope_cos", {seq_, c.HeadDim() / 2}, t);
@@ -108,37 +131,41 @@ absl::Status Model<T>::Plan(int num_threads) {
     layer.Add("hn", {n, C}, t);
     layer.Add("rstd2", {n}, t);
     SlotDeclarer attn(&aspecs, p + "attn.", "activations");
-    AttentionBlock<T>::DeclareActivations(&attn, c, batch_, seq_);
+    AttentionBlock<T>::DeclareActivations(&attn, c, batch_, seq_, tp);
     if (c.IsMoeLayer(l)) {
       SlotDeclarer moe(&aspecs, p + "moe.", "activations");
-      MoeBlock<T>::DeclareActivations(&moe, c, n, ep_size_);
+      MoeBlock<T>::DeclareActivations(&moe, c, n, ep_size_, tp);
       if (c.num_shared_experts > 0) {
         SlotDeclarer shared(&aspecs, p + "shared.", "activations");
-        MlpBlock<T>::DeclareActivations(&shared, n, c.SharedWidth());
+        MlpBlock<T>::DeclareActivations(&shared, n, c.SharedWidth() / tp);
         any_shared = true;
       }
     } else {
       SlotDeclarer mlp(&aspecs, p + "mlp.", "activations");
-      MlpBlock<T>::DeclareActivations(&mlp, n, c.intermediate_size);
+      MlpBlock<T>::DeclareActivations(&mlp, n, c.intermediate_size / tp);
       any_dense = true;
     }
   }
   SlotDeclarer ws(&wspecs, "ws.", "workspace");
-  ws.Add("dlogits", {n, V}, t);
+  ws.Add("dlogits", {n, Vl}, t);
   for (const char* s : {"dcur", "dnext", "dffn", "dh", "ffn_out"}) ws.Add(s, {n, C}, t);
   SlotDeclarer ws_attn(&wspecs, "ws.attn.", "workspace");
-  AttentionBlock<T>::DeclareWorkspace(&ws_attn, c, batch_, seq_, num_threads);
+  AttentionBlock<T>::DeclareWorkspace(&ws_attn, c, batch_, seq_, num_threads, tp);
   if (c.NumMoeLayers() > 0) {
     SlotDeclarer ws_moe(&wspecs, "ws.moe.", "workspace");
-    MoeBlock<T>::DeclareWorkspace(&ws_moe, c, n, ep_size_);
+    MoeBlock<T>::DeclareWorkspace(&ws_moe, c, n, ep_size_, tp);
   }
   if (any_shared) {
     SlotDeclarer ws_shared(&wspecs, "ws.shared.", "workspace");
-    MlpBlock<T>::DeclareWorkspace(&ws_shared, n, c.SharedWidth());
+    MlpBlock<T>::DeclareWorkspace(&ws_shared, n, c.SharedWidth() / tp);
   }
   if (any_dense) {
     SlotDeclarer ws_mlp(&wspecs, "ws.mlp.", "workspace");
-    MlpBlock<T>::DeclareWorkspace(&ws_mlp, n, c.intermediate_size);
+    MlpBlock<T>::DeclareWorkspace(&ws_mlp, n, c.intermediate_size / tp);
+  }
+  if (tp_ != nullptr) {
+    ce_max_.assign(n, 0.0);
+    ce_sums_.assign(2 * n, 0.0);
   }
   ASSIGN_OR_RETURN(acts_, Arena::Create(aspecs));
   ASSIGN_OR_RETURN(ws_, Arena::Create(wspecs));
@@ -183,7 +210,7 @@ absl::Status Model<T>::Plan(int num_threads) {
     ly.rstd2 = a.Get<T>(s + "rstd2");
     ly.norm2 = P(p + "post_attention_layernorm.weight");
     ly.dnorm2 = G(p + "post_attention_layernorm.weight");
-    ly.attn = AttentionBlock<T>(c, batch_, seq_, num_threads);
+    ly.attn = AttentionBlock<T>(c, batch_, seq_, num_threads, tp_);
     typename AttentionBlock<T>::Weights aw{
         P(p + "input_layernorm.weight"), P(p + "self_attn.q_proj.weight"),
         P(p + "self_attn.k_proj.weight"), P(p + "self_attn.v_proj.weight"),
@@ -193,7 +220,7 @@ absl::Status Model<T>::Plan(int num_threads) {
     ly.attn.Bind(aw, rope_cos, rope_sin, SlotBinder(acts_, s + "attn."), SlotBinder(ws_, "ws.attn."));
     ly.is_moe = c.IsMoeLayer(l);
     if (!ly.is_moe) {
-      ly.mlp = MlpBlock<T>(n, C, c.intermediate_size);
+      ly.mlp = MlpBlock<T>(n, C, c.intermediate_size / tp);
       typename MlpBlock<T>::Weights mw{P(p + "mlp.gate_proj.weight"), P(p + "mlp.down_proj.weight"),
                                        P(p + "mlp.up_proj.weight"),   G(p + "mlp.gate_proj.weight"),
                                        G(p + "mlp.down_proj.weight"), G(p + "mlp.up_proj.weight")};
@@ -213,7 +240,7 @@ absl::Status Model<T>::Plan(int num_threads) {
       dispatchers_.push_back(std::make_unique<parallel::ExpertDispatcher>(std::move(d)));
       disp = dispatchers_.back().get();
     }
-    ly.moe = MoeBlock<T>(c, n, disp);
+    ly.moe = MoeBlock<T>(c, n, disp, tp_);
     typename MoeBlock<T>::Weights mw;
     mw.gate = P(p + "block_sparse_moe.gate.weight");
     mw.dgate = G(p + "block_sparse_moe.gate.weight");
@@ -273,17 +300,23 @@ void Model<T>::InitParams(uint64_t seed) {
     } else if (s.init == ParamInit::kZeros) {
       kernels::Fill(p, T(0), v.numel());
     } else {
-      // Box-Muller on a 64-bit Mersenne Twister: the same numbers on every platform.
+      // Box-Muller on a 64-bit Mersenne Twister: the same numbers on every platform. The full
+      // tensor is generated; a tensor-parallel rank keeps its shard.
+      const bool split = s.IsTpSplit(tp_size_);
+      std::vector<T> full(split ? s.numel() : 0);
+      T* dst = split ? full.data() : p;
+      const int64_t numel = s.numel();
       std::mt19937_64 rng(seed ^ Fnv1a(s.name));
       const double std = config_.initializer_range * (IsOutputProjection(s.name) ? out_scale : 1.0);
       const double kTwoPi = 6.283185307179586;
-      for (int64_t i = 0; i < v.numel(); i += 2) {
+      for (int64_t i = 0; i < numel; i += 2) {
         double u1 = (static_cast<double>(rng() >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
         double u2 = static_cast<double>(rng() >> 11) * 0x1.0p-53;
         double r = std::sqrt(-2.0 * std::log(u1));
-        p[i] = static_cast<T>(std * r * std::cos(kTwoPi * u2));
-        if (i + 1 < v.numel()) p[i + 1] = static_cast<T>(std * r * std::sin(kTwoPi * u2));
+        dst[i] = static_cast<T>(std * r * std::cos(kTwoPi * u2));
+        if (i + 1 < numel) dst[i + 1] = static_cast<T>(std * r * std::sin(kTwoPi * u2));
       }
+      if (split) ExtractShard(s, tp_size_, tp_rank_, full.data(), p);
     }
   }
 }
@@ -296,7 +329,7 @@ void Model<T>::ZeroGrads() {
 template <typename T>
 LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
   const ModelConfig& c = config_;
-  const int64_t n = n_, C = c.hidden_size, V = c.vocab_size, L = c.num_hidden_layers;
+  const int64_t n = n_, C = c.hidden_size, V = c.vocab_size, Vl = v_local_, L = c.num_hidden_layers;
   PhaseScope ph("fwd.embed");
   kernels::Copy(tokens_, tokens, n);
   kernels::Copy(targets_, targets, n);
@@ -304,7 +337,12 @@ LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
   std::fill(aux_prob_sum_.begin(), aux_prob_sum_.end(), 0.0);
   z_sum_ = 0;
 
-  kernels::EmbeddingForward(x_[0], tokens_, embed_, n, V, C);
+  if (tp_ == nullptr) {
+    kernels::EmbeddingForward(x_[0], tokens_, embed_, n, V, C);
+  } else {  // vocab-parallel: rows outside this rank's slice are 0, summed over tp
+    kernels::EmbeddingShardForward(x_[0], tokens_, embed_, n, V, C, v_begin_, Vl);
+    MT_CHECK_OK(tp_->AllReduce(x_[0], x_[0], n * C, DTypeOf<T>::value));
+  }
   for (int64_t l = 0; l < L; ++l) {
     Layer& ly = layers_[l];
     ph.Next(nullptr);
@@ -317,6 +355,8 @@ LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
     } else {
       PhaseScope mlp_phase("fwd.mlp");
       ly.mlp.Forward(ffn_out_, ly.hn);
+      if (tp_ != nullptr)  // row-parallel down_proj
+        MT_CHECK_OK(tp_->AllReduce(ffn_out_, ffn_out_, n * C, DTypeOf<T>::value));
     }
     ph.Next("fwd.residual");
     kernels::Add(x_[l + 1], ly.h, ffn_out_, n * C);
@@ -324,11 +364,30 @@ LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
   ph.Next("fwd.norm");
   kernels::RmsNormForward(xf_, rstd_f_, x_[L], final_norm_, n, C, c.rms_norm_eps);
   ph.Next("fwd.head.gemm");
-  kernels::LinearForward(logits_, xf_, head_, n, C, V);
+  kernels::LinearForward(logits_, xf_, head_, n, C, Vl);
   ph.Next("fwd.ce");
   LossBreakdown r;
-  int64_t num_targets =
-      kernels::CrossEntropyForward(ce_losses_, ce_lse_, logits_, targets_, n, V, kIgnoreIndex);
+  int64_t num_targets = 0;
+  if (tp_ == nullptr) {
+    num_targets =
+        kernels::CrossEntropyForward(ce_losses_, ce_lse_, logits_, targets_, n, V, kIgnoreIndex);
+  } else {  // vocab-parallel: global max, then the sums of exp and the target logit over tp
+    double* sum_exp = ce_sums_.data();
+    double* target_z = ce_sums_.data() + n;
+    kernels::CrossEntropyShardMax(ce_max_.data(), logits_, n, Vl);
+    MT_CHECK_OK(tp_->AllReduce(ce_max_.data(), ce_max_.data(), n, DType::kF64,
+                               parallel::ReduceOp::kMax));
+    kernels::CrossEntropyShardSums(sum_exp, target_z, logits_, ce_max_.data(), targets_, n, V,
+                                   v_begin_, Vl, kIgnoreIndex);
+    MT_CHECK_OK(tp_->AllReduce(sum_exp, sum_exp, 2 * n, DType::kF64));
+    for (int64_t i = 0; i < n; ++i) {
+      const double lse = ce_max_[i] + std::log(sum_exp[i]);
+      ce_lse_[i] = static_cast<T>(lse);
+      const bool valid = targets_[i] != kIgnoreIndex;
+      ce_losses_[i] = valid ? static_cast<T>(lse - target_z[i]) : T(0);
+      num_targets += valid;
+    }
+  }
   double ce_sum = 0;
   for (int64_t i = 0; i < n; ++i) ce_sum += static_cast<double>(ce_losses_[i]);
 
@@ -385,13 +444,20 @@ LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
 template <typename T>
 void Model<T>::Backward(double scale) {
   const ModelConfig& c = config_;
-  const int64_t n = n_, C = c.hidden_size, V = c.vocab_size, L = c.num_hidden_layers;
+  const int64_t n = n_, C = c.hidden_size, V = c.vocab_size, Vl = v_local_, L = c.num_hidden_layers;
   // Loss head.
   PhaseScope ph("bwd.ce");
   const T dloss = last_.num_targets > 0 ? static_cast<T>(scale / last_.num_targets) : T(0);
-  kernels::CrossEntropyBackward(dlogits_, logits_, ce_lse_, targets_, dloss, n, V, kIgnoreIndex);
+  if (tp_ == nullptr) {
+    kernels::CrossEntropyBackward(dlogits_, logits_, ce_lse_, targets_, dloss, n, V, kIgnoreIndex);
+  } else {
+    kernels::CrossEntropyShardBackward(dlogits_, logits_, ce_lse_, targets_, dloss, n, V, v_begin_,
+                                       Vl, kIgnoreIndex);
+  }
   ph.Next("bwd.head.gemm");
-  kernels::LinearBackward(dh_, dhead_, dlogits_, xf_, head_, n, C, V);
+  kernels::LinearBackward(dh_, dhead_, dlogits_, xf_, head_, n, C, Vl);
+  if (tp_ != nullptr)  // vocab-parallel head: the input gradient is partial over tp
+    MT_CHECK_OK(tp_->AllReduce(dh_, dh_, n * C, DTypeOf<T>::value));
   ph.Next("bwd.norm");
   kernels::RmsNormBackward(dcur_, dfinal_norm_, dh_, x_[L], final_norm_, rstd_f_, n, C);
   ph.Next(nullptr);
@@ -416,6 +482,8 @@ void Model<T>::Backward(double scale) {
     } else {
       PhaseScope mlp_phase("bwd.mlp");
       ly.mlp.Backward(dffn_, /*accumulate_dx=*/false, dcur_, ly.hn);
+      if (tp_ != nullptr)  // column-parallel gate/up
+        MT_CHECK_OK(tp_->AllReduce(dffn_, dffn_, n * C, DTypeOf<T>::value));
     }
     ph.Next("bwd.norm");
     kernels::RmsNormBackward(dh_, ly.dnorm2, dffn_, ly.h, ly.norm2, ly.rstd2, n, C);
@@ -426,7 +494,21 @@ void Model<T>::Backward(double scale) {
     std::swap(dcur_, dnext_);
   }
   ph.Next("bwd.embed");
-  kernels::EmbeddingBackward(dembed_, dcur_, tokens_, n, V, C);
+  if (tp_ == nullptr) {
+    kernels::EmbeddingBackward(dembed_, dcur_, tokens_, n, V, C);
+  } else {
+    kernels::EmbeddingShardBackward(dembed_, dcur_, tokens_, n, V, C, v_begin_, Vl);
+  }
+}
+
+template <typename T>
+void Model<T>::GatherLogitsRow(int64_t row, T* out) const {
+  const T* local = logits_ + row * v_local_;
+  if (tp_ == nullptr) {
+    std::copy(local, local + v_local_, out);
+    return;
+  }
+  MT_CHECK_OK(tp_->AllGather(local, out, v_local_, DTypeOf<T>::value));
 }
 
 template <typename T>

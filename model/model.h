@@ -50,6 +50,12 @@ struct ModelParallel {
   parallel::Communicator* ep = nullptr;
   parallel::DispatchMode dispatch = parallel::DispatchMode::kFlat;
   int ranks_per_node = 0;  // for hierarchical dispatch; 0 = from hostnames
+  // Tensor-parallel group (Megatron-style, no sequence parallelism): every tp rank sees the same
+  // tokens; attention heads, MLP / expert widths and the vocabulary (embedding, lm_head and the
+  // cross-entropy) are split over it (see ParamSpec::tp_dim), activations between blocks are
+  // replicated. REQUIRES (checked by Create): heads, kv heads, vocab_size, intermediate_size and
+  // the expert widths divisible by its size.
+  parallel::Communicator* tp = nullptr;
 };
 
 template <typename T>
@@ -68,7 +74,11 @@ class Model {
   int64_t batch() const { return batch_; }
   int64_t seq() const { return seq_; }
 
-  // Views by HF name. Param/Grad: dtype T; buffers (kind kBuffer): f32 and no grad.
+  int tp_size() const { return tp_size_; }
+  int tp_rank() const { return tp_rank_; }
+
+  // Views by HF name. Param/Grad: dtype T; buffers (kind kBuffer): f32 and no grad. With tensor
+  // parallelism a view is this tp rank's shard (shape spec.LocalShape(tp_size())).
   TensorView Param(const std::string& name) const;
   // False for another expert-parallel rank's experts (the table lists every expert; a rank holds
   // only its own).
@@ -79,6 +89,7 @@ class Model {
   // Deterministic init from a seed: normal(0, initializer_range) matrices (output projections o_proj,
   // w2, down_proj scaled by 1/sqrt(2 * num_hidden_layers)), ones for norms, zeros for buffers. Each
   // tensor's stream is seeded from (seed, FNV-1a of its name), so init doesn't depend on table order.
+  // The FULL tensor is generated and a tp rank keeps its shard: init is layout independent.
   void InitParams(uint64_t seed);
   void ZeroGrads();
 
@@ -88,7 +99,10 @@ class Model {
   // Accumulates (+=) d(scale * total)/d(param) into the grads, from the last Forward.
   void Backward(double scale = 1.0);
 
-  const T* logits() const { return logits_; }  // (N, V) from the last Forward
+  // (N, V) from the last Forward; with tensor parallelism (N, V/tp): this rank's vocabulary slice.
+  const T* logits() const { return logits_; }
+  // Full logits row (V) of `row` from the last Forward into out. Collective over tp (gathers).
+  void GatherLogitsRow(int64_t row, T* out) const;
   // Per MoE layer (in layer order), tokens kept per expert in the last Forward (summed over dp).
   std::vector<std::vector<int64_t>> ExpertCounts() const;
   // Aux-loss-free balancing: b_e += rate * sign(mean_load - load_e) per MoE layer from the last
@@ -129,7 +143,10 @@ class Model {
     *ffn_out_ = nullptr;
   std::vector<double> aux_counts_, aux_prob_sum_, aux_coef_;
   ModelParallel parallel_;
-  int ep_rank_ = 0, ep_size_ = 1, dp_size_ = 1;
+  int ep_rank_ = 0, ep_size_ = 1, dp_size_ = 1, tp_rank_ = 0, tp_size_ = 1;
+  parallel::Communicator* tp_ = nullptr;  // nullptr unless tp_size_ > 1
+  int64_t v_local_ = 0, v_begin_ = 0;     // this rank's vocabulary slice
+  std::vector<double> ce_max_, ce_sums_;  // (N), (2N): vocab-parallel cross-entropy reductions
   int64_t local_experts_ = 0;
   std::vector<std::unique_ptr<parallel::ExpertDispatcher>> dispatchers_;
   std::vector<double> reduce_buf_;              // one AllReduce per Forward

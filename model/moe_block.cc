@@ -12,9 +12,15 @@
 namespace moetrain::model {
 
 template <typename T>
-MoeBlock<T>::MoeBlock(const ModelConfig& c, int64_t n, parallel::ExpertDispatcher* dispatcher)
+MoeBlock<T>::MoeBlock(const ModelConfig& c, int64_t n, parallel::ExpertDispatcher* dispatcher,
+                      parallel::Communicator* tp)
     : n_(n), c_(c.hidden_size), e_(c.num_local_experts), k_(c.num_experts_per_tok),
-      f_(c.ExpertWidth()), shared_(n, c.hidden_size, c.SharedWidth()), disp_(dispatcher) {
+      f_(c.ExpertWidth()), disp_(dispatcher), tp_(tp != nullptr && tp->size() > 1 ? tp : nullptr) {
+  const int t = tp_ != nullptr ? tp_->size() : 1;
+  MT_CHECK_MSG(f_ % t == 0 && c.SharedWidth() % t == 0, "moe: expert width ", f_,
+               " / shared width ", c.SharedWidth(), " do not split over tp = ", t);
+  f_ /= t;
+  shared_ = MlpBlock<T>(n, c.hidden_size, c.SharedWidth() / t);
   local_e_ = disp_ != nullptr ? disp_->num_local_experts() : e_;
   shape_.num_experts = e_;
   shape_.top_k = k_;
@@ -29,8 +35,8 @@ MoeBlock<T>::MoeBlock(const ModelConfig& c, int64_t n, parallel::ExpertDispatche
 
 template <typename T>
 void MoeBlock<T>::DeclareActivations(SlotDeclarer* acts, const ModelConfig& c, int64_t n,
-                                     int ep_size) {
-  const int64_t e = c.num_local_experts, k = c.num_experts_per_tok, f = c.ExpertWidth();
+                                     int ep_size, int tp) {
+  const int64_t e = c.num_local_experts, k = c.num_experts_per_tok, f = c.ExpertWidth() / tp;
   const int64_t rows = n * k, expert_rows = ep_size * rows;
   const DType t = DTypeOf<T>::value;
   acts->Add("router_logits", {n, e}, t);
@@ -54,8 +60,8 @@ void MoeBlock<T>::DeclareActivations(SlotDeclarer* acts, const ModelConfig& c, i
 
 template <typename T>
 void MoeBlock<T>::DeclareWorkspace(SlotDeclarer* ws, const ModelConfig& c, int64_t n,
-                                   int ep_size) {
-  const int64_t e = c.num_local_experts, k = c.num_experts_per_tok, f = c.ExpertWidth();
+                                   int ep_size, int tp) {
+  const int64_t e = c.num_local_experts, k = c.num_experts_per_tok, f = c.ExpertWidth() / tp;
   const int64_t rows = n * k, expert_rows = ep_size * rows;
   const DType t = DTypeOf<T>::value;
   ws->Add("dlogits", {n, e}, t);
@@ -153,6 +159,10 @@ double MoeBlock<T>::Forward(T* y, const T* hn, double* aux_counts, double* aux_p
     shared_.Forward(dxs_ /* scratch (N,C) fits: rows >= N */, hn);
     kernels::AddInPlace(y, dxs_, n_ * c_);
   }
+  if (tp_ != nullptr) {  // every width was split: sum the partial outputs (combine is linear)
+    PhaseScope tp_phase("fwd.moe.tp_allreduce");
+    MT_CHECK_OK(tp_->AllReduce(y, y, n_ * c_, DTypeOf<T>::value));
+  }
   return z_sum;
 }
 
@@ -161,6 +171,8 @@ void MoeBlock<T>::Backward(T* dhn, const T* dy, const T* hn, const double* aux_c
   // Combine backward: gradients for the expert outputs and the combine weights.
   PhaseScope ph("bwd.permute");
   kernels::UnpermuteBackward(dys_, dweight_, dy, ys_, topk_w_, sorted_pos_, n_, k_, c_);
+  if (tp_ != nullptr)  // dweight = <dy, ys> read this rank's partial ys: sum over tp
+    MT_CHECK_OK(tp_->AllReduce(dweight_, dweight_, n_ * k_, DTypeOf<T>::value));
   // Expert parallel: the gradient of Combine is Dispatch (same plan as the forward).
   const T* ex_dy = dys_;
   T* ex_dx = dxs_;
@@ -188,17 +200,21 @@ void MoeBlock<T>::Backward(T* dhn, const T* dy, const T* hn, const double* aux_c
   }
   // Dispatch backward: sum each token's rows.
   kernels::PermuteBackward(dhn, dxs_, sorted_pos_, n_, k_, c_);
-  // Router backward: combine weights + aux + z-loss, then through the gate projection.
-  ph.Next("bwd.router");
-  kernels::RouterBackward(dlogits_, dweight_, aux_coef, z_coef, logits_, scores_, topk_idx_, topk_w_,
-                          n_, shape_);
-  kernels::Matmul(dhn, dlogits_, w_.gate, n_, c_, e_, false, false, T(1), T(1));
-  kernels::LinearBackward<T>(nullptr, w_.dgate, dlogits_, hn, w_.gate, n_, c_, e_);
   ph.Next(nullptr);
   if (w_.has_shared) {
     PhaseScope shared_phase("bwd.shared");
     shared_.Backward(dhn, /*accumulate_dx=*/true, dy, hn);
   }
+  if (tp_ != nullptr) {  // the expert and shared input gradients are partial over tp
+    PhaseScope tp_phase("bwd.moe.tp_allreduce");
+    MT_CHECK_OK(tp_->AllReduce(dhn, dhn, n_ * c_, DTypeOf<T>::value));
+  }
+  // Router backward (replicated over tp): combine weights + aux + z-loss, then through the gate.
+  ph.Next("bwd.router");
+  kernels::RouterBackward(dlogits_, dweight_, aux_coef, z_coef, logits_, scores_, topk_idx_, topk_w_,
+                          n_, shape_);
+  kernels::Matmul(dhn, dlogits_, w_.gate, n_, c_, e_, false, false, T(1), T(1));
+  kernels::LinearBackward<T>(nullptr, w_.dgate, dlogits_, hn, w_.gate, n_, c_, e_);
 }
 
 template class MoeBlock<float>;

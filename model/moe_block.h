@@ -6,6 +6,12 @@
 // expert activations. Parameter grads +=; dhn overwritten.
 // The aux and z losses span layers, so the model passes their per-layer gradient coefficients into
 // Backward (see kernels/router.h for their definitions).
+// Tensor parallel (tp group of t ranks): the router is replicated (every tp rank routes alike); each
+// expert's and the shared experts' width is split over tp (w1/w3 column-, w2 row-parallel), so the
+// combined output is a partial sum, AllReduced over tp once at the end of Forward. Backward
+// AllReduces the combine-weight gradient (it reads the partial expert outputs) and the expert /
+// shared input gradient over tp, then adds the (replicated) router's input gradient.
+// REQUIRES: ExpertWidth() % t == 0 (and SharedWidth()).
 #pragma once
 
 #include <vector>
@@ -33,12 +39,16 @@ class MoeBlock {
   MoeBlock() = default;
   // dispatcher: the expert-parallel exchange for this layer (owned by the model), or nullptr when
   // every expert is local.
-  MoeBlock(const ModelConfig& c, int64_t n, parallel::ExpertDispatcher* dispatcher = nullptr);
+  // tp: the tensor-parallel group, or nullptr.
+  MoeBlock(const ModelConfig& c, int64_t n, parallel::ExpertDispatcher* dispatcher = nullptr,
+           parallel::Communicator* tp = nullptr);
 
   // ep_size: expert-parallel group size (rows received per rank are planned for the worst case,
-  // ep_size * N * k).
-  static void DeclareActivations(SlotDeclarer* acts, const ModelConfig& c, int64_t n, int ep_size);
-  static void DeclareWorkspace(SlotDeclarer* ws, const ModelConfig& c, int64_t n, int ep_size);
+  // ep_size * N * k); tp: tensor-parallel size (expert widths per rank).
+  static void DeclareActivations(SlotDeclarer* acts, const ModelConfig& c, int64_t n, int ep_size,
+                                 int tp = 1);
+  static void DeclareWorkspace(SlotDeclarer* ws, const ModelConfig& c, int64_t n, int ep_size,
+                               int tp = 1);
   // shared_acts / shared_ws bind the shared-expert MLP (ignored without shared experts).
   void Bind(Weights w, const SlotBinder& acts, const SlotBinder& ws, const SlotBinder& shared_acts,
             const SlotBinder& shared_ws);
@@ -60,6 +70,7 @@ class MoeBlock {
   MlpBlock<T> shared_;
   int64_t m_ = 0;
   parallel::ExpertDispatcher* disp_ = nullptr;
+  parallel::Communicator* tp_ = nullptr;
   int64_t local_e_ = 0;  // experts this rank computes
   // Where the expert computation reads its rows: xs_/offsets_ (local) or the dispatched rows.
   const T* ex_in_ = nullptr;

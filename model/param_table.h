@@ -32,9 +32,26 @@ struct ParamSpec {
   int layer = -1;        // -1 for embeddings, final norm, lm_head
   int expert = -1;       // routed expert index for kExpert, else -1
   bool weight_decay = true;  // false for norm weights and buffers
+  // Tensor-parallel split: -1 = replicated over the tp group (norms, router gate, buffers); 0 = rows
+  // split (column-parallel q/k/v, gate/up, w1/w3, vocab-parallel embedding and lm_head); 1 =
+  // columns split (row-parallel o_proj, down_proj, w2). TP rank r of t holds the contiguous block
+  // [r * d / t, (r + 1) * d / t) of dimension tp_dim (d = shape[tp_dim]).
+  int tp_dim = -1;
 
-  int64_t numel() const;
+  int64_t numel() const;  // of the FULL tensor
+  // The shape of one tp rank's shard (the full shape when tp_dim < 0 or tp == 1).
+  // REQUIRES: shape[tp_dim] % tp == 0 (the model checks its config).
+  std::vector<int64_t> LocalShape(int tp) const;
+  int64_t LocalNumel(int tp) const;
+  bool IsTpSplit(int tp) const { return tp > 1 && tp_dim >= 0; }
 };
+
+// Shard copies between a FULL row-major tensor and tp rank `rank`'s shard of it (spec.LocalShape).
+// ExtractShard: shard = full[slice]; InsertShard: full[slice] = shard. Element type T.
+template <typename T>
+void ExtractShard(const ParamSpec& spec, int tp, int rank, const T* full, T* shard);
+template <typename T>
+void InsertShard(const ParamSpec& spec, int tp, int rank, const T* shard, T* full);
 
 class ParamTable {
  public:

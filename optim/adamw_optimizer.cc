@@ -12,16 +12,20 @@ namespace moetrain::optim {
 
 template <typename T>
 absl::StatusOr<std::unique_ptr<AdamWOptimizer<T>>> AdamWOptimizer<T>::Create(
-    model::Model<T>* model, const AdamWConfig& config, parallel::Communicator* ep) {
+    model::Model<T>* model, const AdamWConfig& config, parallel::Communicator* ep,
+    parallel::Communicator* tp) {
   std::unique_ptr<AdamWOptimizer<T>> opt(new AdamWOptimizer<T>());
   opt->model_ = model;
   opt->config_ = config;
   opt->ep_ = ep;
+  opt->tp_ = tp;
+  const int tp_size = tp != nullptr ? tp->size() : 1;
   std::vector<TensorSpec> specs;
   for (const model::ParamSpec& s : model->table().specs()) {
     if (s.kind == model::ParamKind::kBuffer || !model->HasGrad(s.name)) continue;
-    specs.push_back({s.name + ".exp_avg", Shape(s.shape), DTypeOf<T>::value, "optimizer"});
-    specs.push_back({s.name + ".exp_avg_sq", Shape(s.shape), DTypeOf<T>::value, "optimizer"});
+    const Shape local(s.LocalShape(tp_size));
+    specs.push_back({s.name + ".exp_avg", local, DTypeOf<T>::value, "optimizer"});
+    specs.push_back({s.name + ".exp_avg_sq", local, DTypeOf<T>::value, "optimizer"});
   }
   ASSIGN_OR_RETURN(opt->state_, Arena::Create(specs));
   for (const model::ParamSpec& s : model->table().specs()) {
@@ -29,8 +33,9 @@ absl::StatusOr<std::unique_ptr<AdamWOptimizer<T>>> AdamWOptimizer<T>::Create(
     opt->slots_.push_back(Slot{s.name, model->Param(s.name).template as<T>(),
                                model->Grad(s.name).template as<T>(),
                                opt->state_.Get(s.name + ".exp_avg").template as<T>(),
-                               opt->state_.Get(s.name + ".exp_avg_sq").template as<T>(), s.numel(),
-                               s.weight_decay, s.kind == model::ParamKind::kExpert});
+                               opt->state_.Get(s.name + ".exp_avg_sq").template as<T>(),
+                               s.LocalNumel(tp_size), s.weight_decay,
+                               s.kind == model::ParamKind::kExpert, s.IsTpSplit(tp_size)});
   }
   return opt;
 }
@@ -54,11 +59,16 @@ double AdamWOptimizer<T>::GradNorm() const {
   }
   // Dense gradients are identical on every rank after GradSync; each expert-parallel rank holds
   // different experts, so their part is summed over the ep group.
-  double dense = 0, expert = 0;
-  for (size_t i = 0; i < partial.size(); ++i) (slots_[i].is_expert ? expert : dense) += partial[i];
+  // With tensor parallelism, tp-split shards (every expert tensor among them) are summed over tp;
+  // tensors replicated over tp are counted once.
+  double dense = 0, dense_split = 0, expert = 0;
+  for (size_t i = 0; i < partial.size(); ++i)
+    (slots_[i].is_expert ? expert : slots_[i].tp_split ? dense_split : dense) += partial[i];
   if (ep_ != nullptr && ep_->size() > 1)
     MT_CHECK_OK(ep_->AllReduce(&expert, &expert, 1, DType::kF64));
-  return std::sqrt(dense + expert);
+  double split = dense_split + expert;
+  if (tp_ != nullptr && tp_->size() > 1) MT_CHECK_OK(tp_->AllReduce(&split, &split, 1, DType::kF64));
+  return std::sqrt(dense + split);
 }
 
 template <typename T>

@@ -35,10 +35,13 @@ template <typename T>
 class AdamWOptimizer {
  public:
   // ep: the expert-parallel group (nullptr = all experts local); the global gradient norm sums
-  // the experts' part over it, so clipping sees the same norm on every layout.
+  // the experts' part over it, so clipping sees the same norm on every layout. tp: the
+  // tensor-parallel group (nullptr = none); the squares of tp-split shards are summed over it,
+  // tensors replicated over tp are counted once.
   static absl::StatusOr<std::unique_ptr<AdamWOptimizer>> Create(model::Model<T>* model,
                                                                 const AdamWConfig& config,
-                                                                parallel::Communicator* ep = nullptr);
+                                                                parallel::Communicator* ep = nullptr,
+                                                                parallel::Communicator* tp = nullptr);
   AdamWOptimizer(const AdamWOptimizer&) = delete;
   AdamWOptimizer& operator=(const AdamWOptimizer&) = delete;
 
@@ -61,11 +64,13 @@ class AdamWOptimizer {
     int64_t numel;
     bool weight_decay;
     bool is_expert;
+    bool tp_split;  // a shard of a tensor split over tp
     int64_t step = 0;
   };
   model::Model<T>* model_ = nullptr;
   AdamWConfig config_;
   parallel::Communicator* ep_ = nullptr;
+  parallel::Communicator* tp_ = nullptr;
   Arena state_;
   std::vector<Slot> slots_;
 };

@@ -19,12 +19,13 @@ absl::StatusOr<std::unique_ptr<GradSync<T>>> GradSync<T>::Create(model::Model<T>
     for (const model::ParamSpec& s : model->table().specs()) {
       if (s.kind == model::ParamKind::kBuffer || !model->HasGrad(s.name)) continue;
       if ((s.kind == model::ParamKind::kExpert) != experts) continue;
-      if (current.numel > 0 && current.numel + s.numel() > cap) {
+      TensorView g = model->Grad(s.name);  // this tp rank's shard
+      if (current.numel > 0 && current.numel + g.numel() > cap) {
         sync->buckets_.push_back(std::move(current));
         current = Bucket{comm, {}, 0};
       }
-      current.tensors.emplace_back(model->Grad(s.name).template as<T>(), s.numel());
-      current.numel += s.numel();
+      current.tensors.emplace_back(g.template as<T>(), g.numel());
+      current.numel += g.numel();
     }
     if (current.numel > 0) sync->buckets_.push_back(std::move(current));
   }

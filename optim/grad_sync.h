@@ -7,6 +7,9 @@
 // gradients are never ep-times too large. Tensors are packed in table order into buckets of about
 // `bucket_bytes`, one AllReduce per bucket; buckets are planned once at Create (no allocation in
 // Run). Only tensors the model holds locally are synced (with ep > 1 a rank holds its experts only).
+// Tensor parallelism changes nothing here: a tp shard is a different tensor on each tp rank, and
+// dp / edp groups join ranks with the same tp rank, so each shard is reduced with its replicas; the
+// tensors replicated over tp (norms, router) already get identical gradients on every tp rank.
 #pragma once
 
 #include <memory>

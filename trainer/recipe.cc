@@ -825,12 +825,9 @@ class Validator {
   // world size is known (trainer/layout.h), before any collective.
   void CheckParallel() {
     const ParallelConfig& p = r_.parallel;
-    if (p.tp < 1) {
-      Fail("parallel.tp", absl::StrCat("must be >= 1, got ", p.tp));
-    } else if (p.tp > 1) {
-      Fail("parallel.tp",
-           absl::StrCat("tensor parallelism is not implemented yet; set parallel.tp: 1 (got ", p.tp, ")"));
-    }
+    // The model-shape rules of tensor parallelism (heads, kv heads, vocab, widths % tp) are in
+    // trainer/layout.cc, with the world-size rules.
+    if (p.tp < 1) Fail("parallel.tp", absl::StrCat("must be >= 1, got ", p.tp));
     if (p.ep < 1) {
       Fail("parallel.ep", absl::StrCat("must be >= 1, got ", p.ep));
     } else if (r_.model.num_local_experts % p.ep != 0) {
@@ -978,7 +975,14 @@ absl::Status ResolveVocabSize(int64_t tokenizer_vocab_size, Recipe* recipe) {
   if (tokenizer_vocab_size <= 0)
     return absl::InvalidArgumentError(
         absl::StrCat("tokenizer vocabulary size must be > 0, got ", tokenizer_vocab_size));
+  const int64_t tp = recipe->parallel.tp;
   if (recipe->vocab_size_auto) {
+    if (tp > 1 && tokenizer_vocab_size % tp != 0)
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model.vocab_size: auto gives the tokenizer's ", tokenizer_vocab_size,
+          " ids, which do not split over parallel.tp = ", tp,
+          "; set model.vocab_size to a multiple of ", tp, " (>= ", tokenizer_vocab_size,
+          ", the extra ids are padding)"));
     recipe->model.vocab_size = tokenizer_vocab_size;
     recipe->vocab_size_auto = false;
     return absl::OkStatus();

@@ -34,14 +34,15 @@ std::vector<int32_t> Generate(model::Model<float>* model, const std::vector<int3
   MT_CHECK_MSG(!prompt.empty(), "Generate needs at least one prompt token (e.g. BOS)");
   std::vector<int32_t> context = prompt, out;
   std::vector<int32_t> tokens(window), targets(window, model::kIgnoreIndex);
+  std::vector<float> row(vocab);
   for (int64_t step = 0; step < options.max_new_tokens; ++step) {
     const int64_t start = std::max<int64_t>(0, static_cast<int64_t>(context.size()) - window);
     const int64_t len = static_cast<int64_t>(context.size()) - start;
     std::fill(tokens.begin(), tokens.end(), 0);
     std::copy(context.begin() + start, context.end(), tokens.begin());
     model->Forward(tokens.data(), targets.data());
-    const float* row = model->logits() + (len - 1) * vocab;
-    const int32_t next = SampleTopP(row, vocab, options.temperature, options.top_p, &rng);
+    model->GatherLogitsRow(len - 1, row.data());  // full row, also under tensor parallelism
+    const int32_t next = SampleTopP(row.data(), vocab, options.temperature, options.top_p, &rng);
     if (next == options.stop_token) break;
     context.push_back(next);
     out.push_back(next);

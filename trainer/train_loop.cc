@@ -92,7 +92,8 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   RETURN_IF_ERROR(shards.CheckTokenizer(tokenizer));
   RETURN_IF_ERROR(ResolveVocabSize(tokenizer.vocab_size(), &recipe));
 
-  // Layout: dp ranks split the global micro-batch; a world of one without groups.
+  // Layout: dp ranks split the global micro-batch (the tp ranks of a dp rank share its data); a
+  // world of one without groups.
   parallel::ProcessGroups* groups = options.groups;
   const int dp = groups != nullptr ? groups->grid().dp() : 1;
   const int dp_rank = groups != nullptr ? groups->coords().dp_rank : 0;
@@ -124,6 +125,7 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   if (groups != nullptr) {
     mp.dp = &groups->dp();
     mp.ep = &groups->ep();
+    mp.tp = &groups->tp();
     mp.dispatch = recipe.parallel.ep_dispatch == EpDispatch::kHierarchical
                       ? parallel::DispatchMode::kHierarchical
                       : parallel::DispatchMode::kFlat;
@@ -134,7 +136,7 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   optim::AdamWConfig oc{recipe.optim.betas[0], recipe.optim.betas[1], recipe.optim.eps,
                         recipe.optim.weight_decay, recipe.optim.grad_clip};
   ASSIGN_OR_RETURN(auto optimizer,
-                   optim::AdamWOptimizer<float>::Create(model.get(), oc, mp.ep));
+                   optim::AdamWOptimizer<float>::Create(model.get(), oc, mp.ep, mp.tp));
   std::unique_ptr<optim::GradSync<float>> grad_sync;
   if (groups != nullptr) {
     ASSIGN_OR_RETURN(grad_sync,
@@ -323,9 +325,25 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
     std::error_code ec;
     std::filesystem::create_directories(options.dump_params_dir, ec);
     std::vector<checkpoint::NamedTensor> tensors;
-    for (const model::ParamSpec& spec : model->table().specs())
-      if (model->Holds(spec.name))
-        tensors.push_back({spec.name, model->Param(spec.name), DType::kF32});
+    // With tensor parallelism every rank dumps FULL tensors, gathered over tp.
+    const int tp = model->tp_size();
+    std::vector<std::vector<float>> full;
+    full.reserve(model->table().size());
+    for (const model::ParamSpec& spec : model->table().specs()) {
+      if (!model->Holds(spec.name)) continue;
+      TensorView local = model->Param(spec.name);
+      if (!spec.IsTpSplit(tp)) {
+        tensors.push_back({spec.name, local, DType::kF32});
+        continue;
+      }
+      std::vector<float> gathered(spec.numel());
+      RETURN_IF_ERROR(groups->tp().AllGather(local.data(), gathered.data(), local.numel(), DType::kF32));
+      full.emplace_back(spec.numel());
+      for (int r = 0; r < tp; ++r)
+        model::InsertShard(spec, tp, r, gathered.data() + r * local.numel(), full.back().data());
+      tensors.push_back({spec.name, TensorView(full.back().data(), Shape(spec.shape), DType::kF32),
+                         DType::kF32});
+    }
     const int rank = groups != nullptr ? groups->rank() : 0;
     RETURN_IF_ERROR(checkpoint::WriteSafetensors(
         absl::StrCat(options.dump_params_dir, "/rank", rank, ".safetensors"), tensors, {}));

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "core/status.h"
 #include "kernels/cpu/fast_exp.h"
@@ -96,11 +97,73 @@ void CrossEntropyBackward(T* dlogits, const T* logits, const T* lse, const int32
   }
 }
 
+template <typename T>
+void CrossEntropyShardMax(double* row_max, const T* logits, int64_t n, int64_t v_local) {
+#pragma omp parallel for schedule(static) if (n * v_local > kParallelMin)
+  for (int64_t t = 0; t < n; ++t) {
+    const T* z = logits + t * v_local;
+    T m = -INFINITY;
+    for (int64_t j = 0; j < v_local; ++j) m = z[j] > m ? z[j] : m;
+    row_max[t] = static_cast<double>(m);
+  }
+}
+
+template <typename T>
+void CrossEntropyShardSums(double* sum_exp, double* target_z, const T* logits, const double* row_max,
+                           const int32_t* targets, int64_t n, int64_t v, int64_t v_begin,
+                           int64_t v_local, int32_t ignore_index) {
+  CountValid(targets, n, v, ignore_index);
+#pragma omp parallel for schedule(static) if (n * v_local > kParallelMin)
+  for (int64_t t = 0; t < n; ++t) {
+    const T* z = logits + t * v_local;
+    double sum = 0;
+    if constexpr (std::is_same_v<T, float>) {
+      const float m = static_cast<float>(row_max[t]);
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j < v_local; ++j) sum += static_cast<double>(internal::ExpF(z[j] - m));
+    } else {
+      for (int64_t j = 0; j < v_local; ++j) sum += std::exp(static_cast<double>(z[j]) - row_max[t]);
+    }
+    sum_exp[t] = sum;
+    const int64_t local = static_cast<int64_t>(targets[t]) - v_begin;
+    target_z[t] = targets[t] != ignore_index && local >= 0 && local < v_local
+                      ? static_cast<double>(z[local]) : 0.0;
+  }
+}
+
+template <typename T>
+void CrossEntropyShardBackward(T* dlogits, const T* logits, const T* lse, const int32_t* targets,
+                               T dloss, int64_t n, int64_t v, int64_t v_begin, int64_t v_local,
+                               int32_t ignore_index) {
+  CountValid(targets, n, v, ignore_index);
+  const double g = static_cast<double>(dloss);
+#pragma omp parallel for schedule(static) if (n * v_local > kParallelMin)
+  for (int64_t t = 0; t < n; ++t) {
+    const T* z = logits + t * v_local;
+    T* dz = dlogits + t * v_local;
+    if (targets[t] == ignore_index) {
+      std::fill(dz, dz + v_local, T(0));
+      continue;
+    }
+    const double l = static_cast<double>(lse[t]);
+    RowSoftmaxScaled(dz, z, l, g, v_local);
+    const int64_t local = static_cast<int64_t>(targets[t]) - v_begin;
+    if (local >= 0 && local < v_local)
+      dz[local] = static_cast<T>(g * (std::exp(static_cast<double>(z[local]) - l) - 1.0));
+  }
+}
+
 #define MT_INSTANTIATE(T)                                                                          \
   template int64_t CrossEntropyForward<T>(T*, T*, const T*, const int32_t*, int64_t, int64_t,     \
                                           int32_t);                                                \
   template void CrossEntropyBackward<T>(T*, const T*, const T*, const int32_t*, T, int64_t,        \
-                                        int64_t, int32_t);
+                                        int64_t, int32_t);                                         \
+  template void CrossEntropyShardMax<T>(double*, const T*, int64_t, int64_t);                      \
+  template void CrossEntropyShardSums<T>(double*, double*, const T*, const double*,                \
+                                         const int32_t*, int64_t, int64_t, int64_t, int64_t,       \
+                                         int32_t);                                                 \
+  template void CrossEntropyShardBackward<T>(T*, const T*, const T*, const int32_t*, T, int64_t,   \
+                                             int64_t, int64_t, int64_t, int32_t);
 MT_INSTANTIATE(float)
 MT_INSTANTIATE(double)
 #undef MT_INSTANTIATE

@@ -51,9 +51,48 @@ void EmbeddingBackward(T* dtable, const T* dout, const int32_t* tokens, int64_t 
   }
 }
 
+template <typename T>
+void EmbeddingShardForward(T* out, const int32_t* tokens, const T* table, int64_t n, int64_t v,
+                           int64_t c, int64_t v_begin, int64_t v_local) {
+  CheckTokens(tokens, n, v);
+#pragma omp parallel for schedule(static) if (n * c > kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t row = static_cast<int64_t>(tokens[i]) - v_begin;
+    if (row >= 0 && row < v_local) {
+      const T* src = table + row * c;
+      std::copy(src, src + c, out + i * c);
+    } else {
+      std::fill(out + i * c, out + (i + 1) * c, T(0));
+    }
+  }
+}
+
+template <typename T>
+void EmbeddingShardBackward(T* dtable, const T* dout, const int32_t* tokens, int64_t n, int64_t v,
+                            int64_t c, int64_t v_begin, int64_t v_local) {
+  CheckTokens(tokens, n, v);
+  const int64_t num_blocks = (c + kColBlock - 1) / kColBlock;
+#pragma omp parallel for schedule(static) if (n * c > kParallelMin)
+  for (int64_t blk = 0; blk < num_blocks; ++blk) {
+    const int64_t j0 = blk * kColBlock;
+    const int64_t j1 = std::min(c, j0 + kColBlock);
+    for (int64_t i = 0; i < n; ++i) {  // ascending token order
+      const int64_t row = static_cast<int64_t>(tokens[i]) - v_begin;
+      if (row < 0 || row >= v_local) continue;
+      T* dst = dtable + row * c;
+      const T* src = dout + i * c;
+      for (int64_t j = j0; j < j1; ++j) dst[j] += src[j];
+    }
+  }
+}
+
 #define MT_INSTANTIATE(T)                                                                        \
   template void EmbeddingForward<T>(T*, const int32_t*, const T*, int64_t, int64_t, int64_t);    \
-  template void EmbeddingBackward<T>(T*, const T*, const int32_t*, int64_t, int64_t, int64_t);
+  template void EmbeddingBackward<T>(T*, const T*, const int32_t*, int64_t, int64_t, int64_t);    \
+  template void EmbeddingShardForward<T>(T*, const int32_t*, const T*, int64_t, int64_t, int64_t, \
+                                         int64_t, int64_t);                                       \
+  template void EmbeddingShardBackward<T>(T*, const T*, const int32_t*, int64_t, int64_t, int64_t,\
+                                          int64_t, int64_t);
 MT_INSTANTIATE(float)
 MT_INSTANTIATE(double)
 #undef MT_INSTANTIATE

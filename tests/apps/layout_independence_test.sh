@@ -4,7 +4,7 @@
 # per-step loss (relative difference < 1e-5), the same global batch at every step (batch_hash) and
 # the same final parameters (relative < 1e-5).
 # Usage: layout_independence_test.sh MOETRAIN COMPARE_PARAMS MPIEXEC
-# Tensor-parallel layouts are not covered: tensor parallelism is not implemented yet.
+# Tensor-parallel layouts (tp2_dp2, tp2_dp2_ep2) dump FULL tensors (gathered over tp) on every rank.
 # The peak LR is lowered to 3e-4: at the tiny recipe's 3e-3, float reassociation differences (1e-10
 # at step 1) grow ~3x per step (Adam's normalisation and router near-ties amplify them) and pass 1e-5
 # around step 13 on every layout alike (measured 2026-11-25; see docs/parallelism.md).
@@ -34,11 +34,13 @@ run dp4 4
 run dp4_ep4 4 --set parallel.ep=4
 run dp2_ep2 2 --set parallel.ep=2
 run dp4_ep2_hier 4 --set parallel.ep=2 --set parallel.ep_dispatch=hierarchical --set parallel.ranks_per_node=1
+run tp2_dp2 4 --set parallel.tp=2
+run tp2_dp2_ep2 4 --set parallel.tp=2 --set parallel.ep=2
 
 series single loss > single.loss
 series single batch_hash > single.hash
 [ "$(wc -l < single.loss)" -eq 20 ] || { echo "FAIL: single run has $(wc -l < single.loss) step lines"; fails=$((fails + 1)); }
-for name in dp4 dp4_ep4 dp2_ep2 dp4_ep2_hier; do
+for name in dp4 dp4_ep4 dp2_ep2 dp4_ep2_hier tp2_dp2 tp2_dp2_ep2; do
   series $name loss > $name.loss
   series $name batch_hash > $name.hash
   if paste single.loss $name.loss | awk 'NF != 2 { bad = 1 } { d = $1 - $2; if (d < 0) d = -d; if (d > 1e-5 * $1) bad = 1; if (d > worst) worst = d }
@@ -48,7 +50,7 @@ for name in dp4 dp4_ep4 dp2_ep2 dp4_ep2_hier; do
   if cmp -s single.hash $name.hash; then echo "PASS: $name global batches identical"
   else echo "FAIL: $name global batches differ"; fails=$((fails + 1)); fi
 done
-"$CMP" 1e-5 single/rank0.safetensors dp4 dp4_ep4 dp2_ep2 dp4_ep2_hier && echo "PASS: final parameters match" \
+"$CMP" 1e-5 single/rank0.safetensors dp4 dp4_ep4 dp2_ep2 dp4_ep2_hier tp2_dp2 tp2_dp2_ep2 && echo "PASS: final parameters match" \
   || { echo "FAIL: final parameters differ"; fails=$((fails + 1)); }
 # The check must be able to fail: a different seed gives different parameters.
 run other_seed 1 --set seed=99

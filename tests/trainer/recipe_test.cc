@@ -9,6 +9,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "trainer/embedded_recipe.h"
+#include "trainer/layout.h"
 
 namespace moetrain::trainer {
 namespace {
@@ -438,13 +439,45 @@ TEST(RecipeTest, ParallelSection) {
   EXPECT_EQ(r.parallel.ep_dispatch, EpDispatch::kHierarchical);
   EXPECT_EQ(r.parallel.ranks_per_node, 2);
   EXPECT_EQ(ParseOk(WithData("")).parallel.tp, 1);
-  EXPECT_THAT(ParseError(WithData("parallel:\n  tp: 2\n")),
-              HasSubstr("r.yaml:5:7: parallel.tp: tensor parallelism is not implemented yet"));
+  EXPECT_EQ(ParseOk(WithData("parallel:\n  tp: 2\n")).parallel.tp, 2);
+  EXPECT_THAT(ParseError(WithData("parallel:\n  tp: 0\n")),
+              HasSubstr("r.yaml:5:7: parallel.tp: must be >= 1, got 0"));
   // The default model has 8 experts.
   EXPECT_THAT(ParseError(WithData("parallel:\n  ep: 3\n")),
               HasSubstr("r.yaml:5:7: parallel.ep: must divide model.num_local_experts (8), got 3"));
   EXPECT_THAT(ParseError(WithData("parallel:\n  ep_dispatch: ring\n")),
               HasSubstr("parallel.ep_dispatch"));
+}
+
+// Tensor-parallel shape rules live in ResolveLayout (and ResolveVocabSize for vocab_size: auto).
+TEST(RecipeTest, TensorParallelLayoutRules) {
+  auto with_tp = [&](int64_t tp, std::vector<std::string> sets = {}) {
+    sets.push_back("parallel.tp=" + std::to_string(tp));
+    return ParseOk(WithData(""), sets);
+  };
+  // The default model: 4 heads, 2 KV heads, 8 experts.
+  auto ok = ResolveLayout(with_tp(2), 4);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->tp(), 2);
+  EXPECT_EQ(ok->dp(), 2);
+  EXPECT_THAT(std::string(ResolveLayout(with_tp(4), 4).status().message()),
+              HasSubstr("parallel.tp: 4 does not divide model.num_key_value_heads (2)"));
+  EXPECT_THAT(std::string(ResolveLayout(with_tp(3), 6).status().message()),
+              HasSubstr("parallel.tp: 3 does not divide model.num_attention_heads (4)"));
+  EXPECT_THAT(std::string(ResolveLayout(with_tp(2, {"model.vocab_size=255"}), 2).status().message()),
+              HasSubstr("parallel.tp: 2 does not divide model.vocab_size (255); pad it"));
+  EXPECT_THAT(std::string(ResolveLayout(with_tp(2, {"model.intermediate_size=97"}), 2).status().message()),
+              HasSubstr("parallel.tp: 2 does not divide model.intermediate_size (97)"));
+  EXPECT_THAT(std::string(ResolveLayout(with_tp(2, {"model.moe_intermediate_size=33"}), 2)
+                              .status().message()),
+              HasSubstr("parallel.tp: 2 does not divide model.moe_intermediate_size (33)"));
+  // vocab_size: auto is checked once the tokenizer is known.
+  Recipe r = with_tp(2);
+  ASSERT_TRUE(r.vocab_size_auto);
+  EXPECT_THAT(std::string(ResolveVocabSize(2047, &r).message()),
+              HasSubstr("model.vocab_size: auto gives the tokenizer's 2047 ids, which do not split "
+                        "over parallel.tp = 2; set model.vocab_size to a multiple of 2"));
+  EXPECT_TRUE(ResolveVocabSize(2048, &r).ok());
 }
 
 TEST(RecipeTest, MissingRequiredKeys) {
