@@ -616,7 +616,7 @@ TEST(RecipeTest, EmbeddedTinyRecipeParsesAndMatchesTheFile) {
   EXPECT_EQ(r.model.num_experts_per_tok, 2);
   EXPECT_EQ(r.data.tokenizer, "out/tokenizer.model");
   EXPECT_EQ(r.data.shards, "out/fortunes-shards");
-  EXPECT_EQ(r.schedule.total_steps, 400);
+  EXPECT_EQ(r.schedule.total_steps, 200);
   EXPECT_EQ(r.batch.seq_len, 128);
   EXPECT_EQ(r.batch.micro_batch, 16);
   EXPECT_EQ(r.sample.prompts.size(), 4u);
