@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <random>
+#include <string>
 
 #include "core/threads.h"
 #include "model/model.h"
@@ -33,6 +34,9 @@ int main(int argc, char** argv) {
   }
   const int ep = argc > 1 ? std::atoi(argv[1]) : 1;
   const int steps = argc > 2 ? std::atoi(argv[2]) : 3;
+  // Optional: "hierarchical" and ranks per node, to compare the node-crossing traffic of the modes.
+  const bool hierarchical = argc > 3 && std::string(argv[3]) == "hierarchical";
+  const int ranks_per_node = argc > 4 ? std::atoi(argv[4]) : 0;
   const int world = launch->world_size;
   auto grid = parallel::RankGrid::Create(world, 1, ep);
   if (!grid.ok()) {
@@ -55,7 +59,10 @@ int main(int argc, char** argv) {
   c.num_experts_per_tok = 2;
   c.max_position_embeddings = 256;
   const int64_t S = 256, global_b = 8, A = 1, dp = grid->dp(), b = global_b / dp;
-  model::ModelParallel mp{&groups->dp(), &groups->ep()};
+  model::ModelParallel mp{&groups->dp(), &groups->ep(),
+                          hierarchical ? parallel::DispatchMode::kHierarchical
+                                       : parallel::DispatchMode::kFlat,
+                          ranks_per_node};
   auto m = model::Model<float>::Create(c, b, S, 0, mp);
   if (!m.ok()) {
     std::fprintf(stderr, "%s\n", m.status().ToString().c_str());
@@ -94,19 +101,33 @@ int main(int argc, char** argv) {
   const int64_t a2a = ep > 1 ? A * Lm * (4 * E + 4 * N * k * c.hidden_size * 4) : 0;
   // Sum over ranks: a rank's combine returns the rows IT received (routing dependent), but over the
   // group every row goes out and comes back, so the group total is exact.
-  double totals[2] = {static_cast<double>(got.all_reduce.payload_bytes),
-                      static_cast<double>(got.all_to_all_v.payload_bytes)};
+  const parallel::DispatchTraffic traffic = model.DispatchTrafficTotal();  // incl. warm-up step
+  double totals[5] = {static_cast<double>(got.all_reduce.payload_bytes),
+                      static_cast<double>(got.all_to_all_v.payload_bytes),
+                      static_cast<double>(traffic.inter_node_bytes),
+                      static_cast<double>(traffic.intra_node_bytes),
+                      static_cast<double>(traffic.inter_node_messages)};
   groups->ResetCounters();
-  if (!groups->world().AllReduce(totals, totals, 2, DType::kF64).ok()) return 1;
+  if (!groups->world().AllReduce(totals, totals, 5, DType::kF64).ok()) return 1;
   const double per_step_ar = totals[0] / steps / world;
   const double per_step_a2a = totals[1] / steps / world;
   double tok_s = global_b * S * steps / seconds;
+  if (launch->rank == 0 && ep > 1) {
+    std::printf("  expert rows, %s dispatch, %d ranks/node: inter-node %.0f B/step, intra-node %.0f "
+                "B/step, inter-node messages %.1f/step (group totals)\n",
+                hierarchical ? "hierarchical" : "flat", ranks_per_node, totals[2] / (steps + 1),
+                totals[3] / (steps + 1), totals[4] / (steps + 1));
+  }
   if (launch->rank == 0) {
     std::printf("layout %s | %.0f tokens/s (global)\n", grid->ToString().c_str(), tok_s);
     std::printf("  all_reduce   measured %12.0f B/step  analytic %12lld B/step  ratio %.4f\n",
                 per_step_ar, static_cast<long long>(ar), ar > 0 ? per_step_ar / ar : 1.0);
-    std::printf("  all_to_all_v measured %12.0f B/step  analytic %12lld B/step  ratio %.4f\n",
-                per_step_a2a, static_cast<long long>(a2a), a2a > 0 ? per_step_a2a / a2a : 1.0);
+    if (hierarchical) {
+      std::printf("  all_to_all_v runs on node / cross-node sub-communicators (see the line above)\n");
+    } else {
+      std::printf("  all_to_all_v measured %12.0f B/step  analytic %12lld B/step  ratio %.4f\n",
+                  per_step_a2a, static_cast<long long>(a2a), a2a > 0 ? per_step_a2a / a2a : 1.0);
+    }
   }
   groups->ResetCounters();
   (void)parallel::Launcher::Finalize();

@@ -10,3 +10,7 @@ for layout in "1 1" "2 1" "2 2" "4 1" "4 2" "4 4"; do
   set -- $layout
   mpirun --oversubscribe -np "$1" build/bench/parallel_traffic "$2" "$STEPS" 2>/dev/null
 done
+# Node-crossing traffic of the two dispatch modes, 2 "nodes" of 2 ranks.
+for mode in flat hierarchical; do
+  mpirun --oversubscribe -np 4 build/bench/parallel_traffic 4 "$STEPS" "$mode" 2 2>/dev/null
+done

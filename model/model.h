@@ -109,6 +109,16 @@ class Model {
   // Forward's loads. No-op unless config.balancing == "bias".
   void UpdateRouterBias();
 
+  // Expert-parallel traffic of all MoE layers since creation (empty without an ep group).
+  parallel::DispatchTraffic DispatchTrafficTotal() const {
+    parallel::DispatchTraffic t;
+    for (const auto& d : dispatchers_) {
+      t += d->counters().dispatch;
+      t += d->counters().combine;
+    }
+    return t;
+  }
+
   // Planned bytes per arena category.
   std::map<std::string, size_t> MemoryPlan() const;
 
