@@ -32,16 +32,18 @@ done
 printf '%s\n' "${results[@]}" | python3 -c '
 import statistics, sys
 rows = [dict(kv.split("=") for kv in line.split()[1:]) for line in sys.stdin if line.strip()]
-keys = ["tokens_per_s", "mfu", "step_ms", "peak_gflops", "achieved_gflops", "other_cpu"]
+keys = ["tokens_per_s", "mfu", "step_ms", "peak_gflops", "achieved_gflops", "mfu_vs_best_peak",
+        "other_cpu"]
 def report(label, rs):
     if not rs:
         print("%s: no runs" % label)
         return
     med = {k: statistics.median(float(r[k]) for r in rs) for k in keys}
     print("%s (%d runs): tokens/s %.0f | step %.1f ms | achieved %.2f GFLOP/s | sgemm peak %.2f "
-          "GFLOP/s | MFU %.1f%% | other processes %.1f%% CPU" % (label, len(rs), med["tokens_per_s"],
-          med["step_ms"], med["achieved_gflops"], med["peak_gflops"], 100 * med["mfu"],
-          med["other_cpu"]))
+          "GFLOP/s | MFU %.1f%% (vs best peak %.1f%%) | other processes %.1f%% CPU"
+          % (label, len(rs), med["tokens_per_s"], med["step_ms"], med["achieved_gflops"],
+             med["peak_gflops"], 100 * med["mfu"], 100 * med["mfu_vs_best_peak"],
+             med["other_cpu"]))
 report("median, all runs", rows)
 report("median, undisturbed runs (other_cpu <= 5%)", [r for r in rows if float(r["other_cpu"]) <= 5])
 '
