@@ -2,10 +2,11 @@
 // parallel schedules), compiled once per instruction set: attention.cc includes it with
 // MT_ATTENTION_ISA = generic (the baseline x86-64 / any target), attention_avx2.cc with
 // MT_ATTENTION_ISA = avx2 under `#pragma GCC target("avx2")`. Both builds run the same scalar
-// operations in the same order — AVX2 only widens the vector lanes over independent outputs, and
-// the target does not include FMA, so no multiply-add is contracted — so they produce the same
-// bits (tested: AttentionIsaTest). REQUIRES: the includer has included every header this file needs first (so that
-// no std:: or shared inline function is ever compiled under the AVX2 target).
+// operations in the same order: AVX2 only widens the vector lanes over independent outputs, and
+// the target does not include FMA, so no multiply-add is contracted. So they produce the same
+// bits (tested: AttentionIsaTest).
+// REQUIRES: the includer has included every header this file needs first (so that no std:: or
+// shared inline function is ever compiled under the AVX2 target).
 // Internal to kernels/cpu/; no include guard on purpose: each includer instantiates its own copy.
 #ifndef MT_ATTENTION_ISA
 #error "define MT_ATTENTION_ISA (the namespace of this build) before including attention_impl.h"
