@@ -6,8 +6,9 @@
 //               causal attention scores + values  2 * 2 Hq D * (S+1)/2   (average context)
 //               MoE: router 2 C E + k * 6 C F + shared 6 C Fs; dense layers 6 C I
 //   LM head 2 C V.  Embedding lookups, norms and element-wise ops are not counted.
-// MeasureSgemmPeakFlops times cblas_sgemm on n x n x n (median of `reps`) with the current BLAS
-// threads: MFU = achieved model FLOPs/s / that peak.
+// MeasureSgemmPeakFlops times kernels::Matmul (sgemm) on n x n x n (median of `reps`) with the
+// current thread setting — after SetNumThreads that is our OpenMP-split sgemm, which matches
+// OpenBLAS's own threaded sgemm: MFU = achieved model FLOPs/s / that peak.
 #pragma once
 
 #include <cstdint>
