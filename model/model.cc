@@ -38,7 +38,8 @@ bool IsOutputProjection(const std::string& name) {
 template <typename T>
 absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& config, int64_t batch,
                                                            int64_t seq, int num_threads,
-                                                           const ModelParallel& parallel) {
+                                                           const ModelParallel& parallel,
+                                                           const ModelOptions& options) {
   RETURN_IF_ERROR(config.Validate());
   if (batch <= 0 || seq <= 0)
     return absl::InvalidArgumentError(
@@ -49,6 +50,13 @@ absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& co
                                                    config.max_position_embeddings));
   std::unique_ptr<Model<T>> m(new Model<T>());
   m->config_ = config;
+  m->options_ = options;
+  if (options.compute_dtype != DType::kF32 && options.compute_dtype != DType::kBF16 &&
+      options.compute_dtype != DType::kF16)
+    return absl::InvalidArgumentError("model: compute dtype must be f32, bf16 or f16");
+  if (options.checkpoint_every < 1)
+    return absl::InvalidArgumentError(absl::StrCat("model: checkpoint_every must be >= 1, got ",
+                                                   options.checkpoint_every));
   m->table_ = ParamTable::Build(config);
   m->batch_ = batch;
   m->seq_ = seq;

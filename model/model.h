@@ -24,6 +24,7 @@
 #include "model/attention_block.h"
 #include "model/config.h"
 #include "model/mlp_block.h"
+#include "model/model_options.h"
 #include "model/moe_block.h"
 #include "model/param_table.h"
 
@@ -65,11 +66,13 @@ class Model {
   // Creating a model with an ep group is collective over it.
   static absl::StatusOr<std::unique_ptr<Model>> Create(const ModelConfig& config, int64_t batch,
                                                        int64_t seq, int num_threads = 0,
-                                                       const ModelParallel& parallel = {});
+                                                       const ModelParallel& parallel = {},
+                                                       const ModelOptions& options = {});
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
   const ModelConfig& config() const { return config_; }
+  const ModelOptions& options() const { return options_; }
   const ParamTable& table() const { return table_; }
   int64_t batch() const { return batch_; }
   int64_t seq() const { return seq_; }
@@ -130,6 +133,7 @@ class Model {
   }
 
   ModelConfig config_;
+  ModelOptions options_;
   ParamTable table_;
   int64_t batch_ = 0, seq_ = 0, n_ = 0;
   Arena params_, grads_, buffers_, acts_, ws_;
