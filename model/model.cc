@@ -51,6 +51,10 @@ absl::StatusOr<std::unique_ptr<Model<T>>> Model<T>::Create(const ModelConfig& co
   std::unique_ptr<Model<T>> m(new Model<T>());
   m->config_ = config;
   m->options_ = options;
+  m->zero_stage_ = parallel.zero_stage;
+  if (parallel.zero_stage < 0 || parallel.zero_stage > 3)
+    return absl::InvalidArgumentError(absl::StrCat("model: ZeRO stage must be 0, 1, 2 or 3, got ",
+                                                   parallel.zero_stage));
   if (options.compute_dtype != DType::kF32 && options.compute_dtype != DType::kBF16 &&
       options.compute_dtype != DType::kF16)
     return absl::InvalidArgumentError("model: compute dtype must be f32, bf16 or f16");
@@ -103,20 +107,64 @@ absl::Status Model<T>::Plan(int num_threads) {
   const int64_t n = n_, C = c.hidden_size, Vl = v_local_, L = c.num_hidden_layers;
   const int tp = tp_size_;
 
-  // Parameters, gradients and buffers straight from the one table (this tp rank's shards).
-  std::vector<TensorSpec> pspecs, gspecs, bspecs;
+  // Parameters and gradients: flat per parameter group (model/param_groups.h), so ZeRO shards and
+  // collectives work on contiguous units. Buffers (router bias) are replicated f32.
+  std::vector<TensorSpec> bspecs;
   for (const ParamSpec& s : table_.specs()) {
-    if (s.kind == ParamKind::kExpert && !IsLocalExpert(s.expert)) continue;  // another EP rank's
-    if (s.kind == ParamKind::kBuffer) {
+    if (s.kind == ParamKind::kBuffer)
       bspecs.push_back({s.name, Shape(s.LocalShape(tp)), DType::kF32, "buffers"});
+  }
+  ASSIGN_OR_RETURN(buffers_, Arena::Create(bspecs));
+  const int dense_ways = zero_stage_ >= 1 ? dp_size_ : 1;
+  const int expert_ways =
+      zero_stage_ >= 1 && parallel_.edp != nullptr ? parallel_.edp->size() : 1;
+  groups_ = BuildParamGroups(
+      c, table_,
+      [this](const ParamSpec& s) { return s.kind != ParamKind::kExpert || IsLocalExpert(s.expert); },
+      tp, dense_ways, expert_ways);
+  // Stage 3 keeps two rotating layer buffers for parameters, stage >= 2 for gradients (the layer
+  // being computed and the one being prefetched / reduced); the non-layer group is always resident.
+  int64_t max_layer = 0;
+  for (int64_t l = 0; l < L; ++l) max_layer = std::max(max_layer, groups_[l].numel);
+  auto plan_buffers = [&](bool rotating, const char* kind, const char* category,
+                          Arena* arena, std::vector<T*>* ptrs) -> absl::Status {
+    std::vector<TensorSpec> specs;
+    if (rotating) {
+      specs.push_back({absl::StrCat(kind, ".top"), Shape({groups_[L].numel}), t, category});
+      if (L > 0) {
+        specs.push_back({absl::StrCat(kind, ".rot0"), Shape({max_layer}), t, category});
+        specs.push_back({absl::StrCat(kind, ".rot1"), Shape({max_layer}), t, category});
+      }
     } else {
-      pspecs.push_back({s.name, Shape(s.LocalShape(tp)), t, "params"});
-      gspecs.push_back({s.name, Shape(s.LocalShape(tp)), t, "grads"});
+      for (const ParamGroup& g : groups_)
+        specs.push_back({absl::StrCat(kind, ".g", g.index), Shape({g.numel}), t, category});
+    }
+    ASSIGN_OR_RETURN(*arena, Arena::Create(specs));
+    ptrs->assign(L + 1, nullptr);
+    for (const ParamGroup& g : groups_) {
+      const std::string slot = !rotating ? absl::StrCat(kind, ".g", g.index)
+                               : g.layer < 0 ? absl::StrCat(kind, ".top")
+                                             : absl::StrCat(kind, ".rot", g.index % 2);
+      (*ptrs)[g.index] = arena->Get(slot).template as<T>();
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(plan_buffers(zero_stage_ >= 3, "params",
+                               zero_stage_ >= 3 ? "gathered_params" : "params", &params_,
+                               &group_params_));
+  RETURN_IF_ERROR(plan_buffers(zero_stage_ >= 2, "grads",
+                               zero_stage_ >= 2 ? "gathered_grads" : "grads", &grads_,
+                               &group_grads_));
+  for (const ParamGroup& g : groups_) {
+    for (const ParamUnit& u : g.units) {
+      for (const ParamUnit::Tensor& tensor : u.tensors) {
+        const Shape shape(tensor.spec->LocalShape(tp));
+        const int64_t at = u.offset + tensor.offset;
+        param_views_.emplace(tensor.spec->name, TensorView(group_params_[g.index] + at, shape, t));
+        grad_views_.emplace(tensor.spec->name, TensorView(group_grads_[g.index] + at, shape, t));
+      }
     }
   }
-  ASSIGN_OR_RETURN(params_, Arena::Create(pspecs));
-  ASSIGN_OR_RETURN(grads_, Arena::Create(gspecs));
-  ASSIGN_OR_RETURN(buffers_, Arena::Create(bspecs));
 
   // Activations (saved for backward) and workspace (shared by all layers during backward).
   std::vector<TensorSpec> aspecs, wspecs;
@@ -198,8 +246,8 @@ absl::Status Model<T>::Plan(int num_threads) {
   dh_ = w.Get<T>("dh");
   ffn_out_ = w.Get<T>("ffn_out");
 
-  auto P = [this](const std::string& name) { return params_.Get(name).as<T>(); };
-  auto G = [this](const std::string& name) { return grads_.Get(name).as<T>(); };
+  auto P = [this](const std::string& name) { return param_views_.at(name).template as<T>(); };
+  auto G = [this](const std::string& name) { return grad_views_.at(name).template as<T>(); };
   embed_ = P("model.embed_tokens.weight");
   dembed_ = G("model.embed_tokens.weight");
   final_norm_ = P("model.norm.weight");
@@ -284,24 +332,41 @@ absl::Status Model<T>::Plan(int num_threads) {
 
 template <typename T>
 TensorView Model<T>::Param(const std::string& name) const {
-  return buffers_.Has(name) ? buffers_.Get(name) : params_.Get(name);
+  if (buffers_.Has(name)) return buffers_.Get(name);
+  auto it = param_views_.find(name);
+  MT_CHECK_MSG(it != param_views_.end(), "model: no local parameter ", name);
+  return it->second;
 }
 
 template <typename T>
 TensorView Model<T>::Grad(const std::string& name) const {
-  return grads_.Get(name);
+  auto it = grad_views_.find(name);
+  MT_CHECK_MSG(it != grad_views_.end(), "model: no local gradient ", name);
+  return it->second;
 }
 
 template <typename T>
 void Model<T>::InitParams(uint64_t seed) {
-  const double out_scale = 1.0 / std::sqrt(2.0 * config_.num_hidden_layers);
+  InitBuffers();
+  for (const ParamGroup& g : groups_) InitGroupParams(g.index, seed);
+}
+
+template <typename T>
+void Model<T>::InitBuffers() {
   for (const ParamSpec& s : table_.specs()) {
-    if (!Holds(s.name)) continue;
+    if (s.kind != ParamKind::kBuffer || !buffers_.Has(s.name)) continue;
+    TensorView v = buffers_.Get(s.name);
+    kernels::Fill(v.as<float>(), 0.0f, v.numel());
+  }
+}
+
+template <typename T>
+void Model<T>::InitGroupParams(int group, uint64_t seed) {
+  const double out_scale = 1.0 / std::sqrt(2.0 * config_.num_hidden_layers);
+  for (const ParamUnit& u : groups_[group].units) {
+    for (const ParamUnit::Tensor& tensor : u.tensors) {
+    const ParamSpec& s = *tensor.spec;
     TensorView v = Param(s.name);
-    if (s.kind == ParamKind::kBuffer) {
-      kernels::Fill(v.as<float>(), 0.0f, v.numel());
-      continue;
-    }
     T* p = v.as<T>();
     if (s.init == ParamInit::kOnes) {
       kernels::Fill(p, T(1), v.numel());
@@ -326,12 +391,13 @@ void Model<T>::InitParams(uint64_t seed) {
       }
       if (split) ExtractShard(s, tp_size_, tp_rank_, full.data(), p);
     }
+    }
   }
 }
 
 template <typename T>
 void Model<T>::ZeroGrads() {
-  grads_.ZeroCategory("grads");
+  for (const auto& [category, bytes] : grads_.BytesByCategory()) grads_.ZeroCategory(category);
 }
 
 template <typename T>
@@ -344,6 +410,8 @@ LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
   std::fill(aux_counts_.begin(), aux_counts_.end(), 0.0);
   std::fill(aux_prob_sum_.begin(), aux_prob_sum_.end(), 0.0);
   z_sum_ = 0;
+  const int top = static_cast<int>(L);
+  if (hooks_ != nullptr) hooks_->BeforeForward(top);
 
   if (tp_ == nullptr) {
     kernels::EmbeddingForward(x_[0], tokens_, embed_, n, V, C);
@@ -353,6 +421,7 @@ LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
   }
   for (int64_t l = 0; l < L; ++l) {
     Layer& ly = layers_[l];
+    if (hooks_ != nullptr) hooks_->BeforeForward(static_cast<int>(l));
     ph.Next(nullptr);
     ly.attn.Forward(ly.h, x_[l]);
     ph.Next("fwd.norm");
@@ -368,6 +437,7 @@ LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
     }
     ph.Next("fwd.residual");
     kernels::Add(x_[l + 1], ly.h, ffn_out_, n * C);
+    if (hooks_ != nullptr) hooks_->AfterForward(static_cast<int>(l));
   }
   ph.Next("fwd.norm");
   kernels::RmsNormForward(xf_, rstd_f_, x_[L], final_norm_, n, C, c.rms_norm_eps);
@@ -446,6 +516,7 @@ LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
   }
   r.total = r.ce + c.router_aux_loss_coef * r.aux + c.router_z_loss_coef * r.z;
   last_ = r;
+  if (hooks_ != nullptr) hooks_->AfterForward(top);
   return r;
 }
 
@@ -453,6 +524,8 @@ template <typename T>
 void Model<T>::Backward(double scale) {
   const ModelConfig& c = config_;
   const int64_t n = n_, C = c.hidden_size, V = c.vocab_size, Vl = v_local_, L = c.num_hidden_layers;
+  const int top = static_cast<int>(L);
+  if (hooks_ != nullptr) hooks_->BeforeBackward(top);
   // Loss head.
   PhaseScope ph("bwd.ce");
   const T dloss = last_.num_targets > 0 ? static_cast<T>(scale / last_.num_targets) : T(0);
@@ -484,6 +557,7 @@ void Model<T>::Backward(double scale) {
   // dcur = dL/dx_{l+1} on entry to each iteration.
   for (int64_t l = L - 1; l >= 0; --l) {
     Layer& ly = layers_[l];
+    if (hooks_ != nullptr) hooks_->BeforeBackward(static_cast<int>(l));
     // x_{l+1} = h + FFN(hn): dhn = FFN^T dcur.
     if (ly.is_moe) {
       ly.moe.Backward(dffn_, dcur_, ly.hn, aux_coef_.data(), z_coef);
@@ -500,6 +574,7 @@ void Model<T>::Backward(double scale) {
     ph.Next(nullptr);
     ly.attn.Backward(dnext_, dh_, x_[l]);
     std::swap(dcur_, dnext_);
+    if (hooks_ != nullptr) hooks_->AfterBackward(static_cast<int>(l));
   }
   ph.Next("bwd.embed");
   if (tp_ == nullptr) {
@@ -507,6 +582,7 @@ void Model<T>::Backward(double scale) {
   } else {
     kernels::EmbeddingShardBackward(dembed_, dcur_, tokens_, n, V, C, v_begin_, Vl);
   }
+  if (hooks_ != nullptr) hooks_->AfterBackward(top);
 }
 
 template <typename T>

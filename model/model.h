@@ -26,6 +26,7 @@
 #include "model/mlp_block.h"
 #include "model/model_options.h"
 #include "model/moe_block.h"
+#include "model/param_groups.h"
 #include "model/param_table.h"
 
 namespace moetrain::model {
@@ -57,6 +58,26 @@ struct ModelParallel {
   // replicated. REQUIRES (checked by Create): heads, kv heads, vocab_size, intermediate_size and
   // the expert widths divisible by its size.
   parallel::Communicator* tp = nullptr;
+  // ZeRO stage (0-3) and the expert-data-parallel group. The model only lays out its parameters and
+  // gradients for it (see model/param_groups.h): stage >= 1 pads every unit to its group's size;
+  // stage >= 2 keeps gradients of only two layers at a time (reduce-scattered by the hooks after
+  // each layer's backward); stage 3 keeps parameters of only two layers at a time (gathered by the
+  // hooks before each layer's forward and backward). The sharding itself is optim::ZeroOptimizer's.
+  int zero_stage = 0;
+  parallel::Communicator* edp = nullptr;
+};
+
+// Called by Forward/Backward around each parameter group (see model/param_groups.h: group l =
+// layer l, group L = embedding, final norm and head). ZeRO installs these to gather parameters and
+// reduce-scatter gradients. Order in Forward: Before(L) ... [Before(l) layer After(l)] ... After(L);
+// in Backward: Before(L) head ... [Before(l) layer After(l)] for l = L-1..0 ... embedding After(L).
+class LayerHooks {
+ public:
+  virtual ~LayerHooks() = default;
+  virtual void BeforeForward(int group) = 0;
+  virtual void AfterForward(int group) = 0;
+  virtual void BeforeBackward(int group) = 0;
+  virtual void AfterBackward(int group) = 0;
 };
 
 template <typename T>
@@ -82,18 +103,35 @@ class Model {
 
   // Views by HF name. Param/Grad: dtype T; buffers (kind kBuffer): f32 and no grad. With tensor
   // parallelism a view is this tp rank's shard (shape spec.LocalShape(tp_size())).
+  // With ZeRO-3 a layer's view is valid only while the layer is gathered.
   TensorView Param(const std::string& name) const;
   // False for another expert-parallel rank's experts (the table lists every expert; a rank holds
   // only its own).
-  bool Holds(const std::string& name) const { return params_.Has(name) || buffers_.Has(name); }
+  bool Holds(const std::string& name) const { return param_views_.count(name) > 0 || buffers_.Has(name); }
   TensorView Grad(const std::string& name) const;
-  bool HasGrad(const std::string& name) const { return grads_.Has(name); }
+  bool HasGrad(const std::string& name) const { return grad_views_.count(name) > 0; }
 
   // Deterministic init from a seed: normal(0, initializer_range) matrices (output projections o_proj,
   // w2, down_proj scaled by 1/sqrt(2 * num_hidden_layers)), ones for norms, zeros for buffers. Each
   // tensor's stream is seeded from (seed, FNV-1a of its name), so init doesn't depend on table order.
   // The FULL tensor is generated and a tp rank keeps its shard: init is layout independent.
   void InitParams(uint64_t seed);
+  // The same for one parameter group's trainable tensors only (into its current buffer: with ZeRO-3
+  // a layer shares its buffer with others, so the caller takes its shard before the next group).
+  void InitGroupParams(int group, uint64_t seed);
+  // Zero the router-bias buffers.
+  void InitBuffers();
+
+  // The flat parameter layout (one entry per group) and each group's current buffers (params and
+  // grads, ParamGroup::numel elements). With ZeRO-3 / ZeRO-2 a layer's buffer is one of two
+  // rotating buffers, valid only between its hooks.
+  const std::vector<ParamGroup>& param_groups() const { return groups_; }
+  T* GroupParams(int group) const { return group_params_[group]; }
+  T* GroupGrads(int group) const { return group_grads_[group]; }
+  int zero_stage() const { return zero_stage_; }
+  void SetLayerHooks(LayerHooks* hooks) { hooks_ = hooks; }
+  // Per MoE layer, tokens per expert in the last Forward (summed over dp); no copy.
+  const std::vector<std::vector<int64_t>>& expert_counts() const { return counts_; }
   void ZeroGrads();
 
   // tokens, targets: (batch, seq); targets == kIgnoreIndex are skipped. REQUIRES: ids in range.
@@ -148,6 +186,11 @@ class Model {
     float* bias = nullptr;
   };
   std::vector<Layer> layers_;
+  std::vector<ParamGroup> groups_;
+  std::vector<T*> group_params_, group_grads_;
+  std::map<std::string, TensorView> param_views_, grad_views_;
+  int zero_stage_ = 0;
+  LayerHooks* hooks_ = nullptr;
   std::vector<T*> x_;  // residual stream inputs x_0..x_L
   const T *embed_ = nullptr, *final_norm_ = nullptr, *head_ = nullptr;
   T *dembed_ = nullptr, *dfinal_norm_ = nullptr, *dhead_ = nullptr;
