@@ -29,8 +29,8 @@ absl::StatusOr<std::vector<int32_t>> ParseTokenIds(const std::string& text, cons
     char* end = nullptr;
     const long long v = std::strtoll(word.c_str(), &end, 10);
     if (end == word.c_str() || *end != '\0')
-      return absl::InvalidArgumentError(absl::StrCat(what, ": token ", ids.size(), " ('", word,
-                                                     "') is not an integer token id"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": token ", ids.size(), " ('", word, "') is not an integer token id"));
     if (v < 0 || v >= vocab_size)
       return absl::InvalidArgumentError(absl::StrCat(what, ": token ", ids.size(), " (id ", v,
                                                      ") is outside the model's vocabulary [0, ",
@@ -53,9 +53,11 @@ absl::StatusOr<std::string> ReadFile(const std::string& path, const std::string&
 absl::StatusOr<data::Tokenizer> LoadTokenizerFor(const std::string& path, const ModelSource& m) {
   ASSIGN_OR_RETURN(data::Tokenizer tok, data::Tokenizer::Load(path));
   if (tok.vocab_size() > m.config.vocab_size)
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--tokenizer ", path, ": vocabulary of ", tok.vocab_size(), " pieces exceeds the model's "
-        "vocab_size ", m.config.vocab_size, " (", m.name, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("--tokenizer ", path, ": vocabulary of ",
+                                                   tok.vocab_size(),
+                                                   " pieces exceeds the model's "
+                                                   "vocab_size ",
+                                                   m.config.vocab_size, " (", m.name, ")"));
   return tok;
 }
 
@@ -89,7 +91,8 @@ void GenerateFlags::Add(CLI::App* app) {
   app->add_option("--max-new-tokens", max_new_tokens, "tokens to generate")->capture_default_str();
   app->add_option("--temperature", temperature, "softmax temperature (0 = greedy)")
       ->capture_default_str();
-  app->add_option("--top-k", top_k, "keep the k most likely tokens (0 = off)")->capture_default_str();
+  app->add_option("--top-k", top_k, "keep the k most likely tokens (0 = off)")
+      ->capture_default_str();
   app->add_option("--top-p", top_p, "nucleus mass")->capture_default_str();
   app->add_option("--seed", seed, "sampling seed")->capture_default_str();
   app->add_option("--threads", threads, "CPU threads (0 = all cores)");
@@ -112,14 +115,17 @@ absl::Status RunGenerate(const GenerateFlags& f) {
   if (f.prompt.empty() == f.prompt_tokens.empty())
     return absl::InvalidArgumentError("generate: pass exactly one of --prompt and --prompt-tokens");
   if (!f.prompt.empty() && f.tokenizer.empty())
-    return absl::InvalidArgumentError("generate: --prompt needs --tokenizer (or use --prompt-tokens)");
+    return absl::InvalidArgumentError(
+        "generate: --prompt needs --tokenizer (or use --prompt-tokens)");
   if (f.max_new_tokens < 1)
     return absl::InvalidArgumentError(
         absl::StrCat("generate: --max-new-tokens must be >= 1, got ", f.max_new_tokens));
   if (!(f.top_p > 0 && f.top_p <= 1))
-    return absl::InvalidArgumentError(absl::StrCat("generate: --top-p must be in (0, 1], got ", f.top_p));
+    return absl::InvalidArgumentError(
+        absl::StrCat("generate: --top-p must be in (0, 1], got ", f.top_p));
   if (f.top_k < 0)
-    return absl::InvalidArgumentError(absl::StrCat("generate: --top-k must be >= 0, got ", f.top_k));
+    return absl::InvalidArgumentError(
+        absl::StrCat("generate: --top-k must be >= 0, got ", f.top_k));
   ApplyThreads(f.threads);
   ASSIGN_OR_RETURN(ModelSource m, OpenModelSource(f.source));
   std::unique_ptr<data::Tokenizer> tok;
@@ -129,7 +135,8 @@ absl::Status RunGenerate(const GenerateFlags& f) {
   }
   std::vector<int32_t> prompt;
   if (!f.prompt_tokens.empty()) {
-    ASSIGN_OR_RETURN(prompt, ParseTokenIds(f.prompt_tokens, "--prompt-tokens", m.config.vocab_size));
+    ASSIGN_OR_RETURN(prompt,
+                     ParseTokenIds(f.prompt_tokens, "--prompt-tokens", m.config.vocab_size));
     if (prompt.empty()) return absl::InvalidArgumentError("--prompt-tokens: no token ids");
   } else {
     // As in training's samples: a document starts after an eos in the token stream.
@@ -193,8 +200,8 @@ absl::Status RunEval(const EvalFlags& f) {
   const int64_t context = std::min<int64_t>(window, tokens.size());
   ASSIGN_OR_RETURN(auto decoder, model::KvDecoder::Create(m.config, context, *m.params, f.threads));
   std::vector<float> logits;
-  auto result = trainer::EvaluateTokens(*decoder, tokens, context,
-                                        f.dump_logits.empty() ? nullptr : &logits);
+  auto result =
+      trainer::EvaluateTokens(*decoder, tokens, context, f.dump_logits.empty() ? nullptr : &logits);
   if (!result.ok())
     return absl::Status(result.status().code(),
                         absl::StrCat(f.input, ": ", result.status().message()));
@@ -203,10 +210,13 @@ absl::Status RunEval(const EvalFlags& f) {
     std::vector<checkpoint::NamedTensor> out = {
         {"logits", TensorView(logits.data(), Shape({n - 1, V}), DType::kF32), DType::kF32},
         {"tokens", TensorView(tokens.data(), Shape({n}), DType::kI32), DType::kI32}};
-    RETURN_IF_ERROR(checkpoint::WriteSafetensors(
-        f.dump_logits, out,
-        {{"format", "moetrain-eval-logits"}, {"version", "1"}, {"window", std::to_string(window)},
-         {"model", m.name}, {"rows", "logits row r predicts tokens[r + 1]"}}));
+    RETURN_IF_ERROR(
+        checkpoint::WriteSafetensors(f.dump_logits, out,
+                                     {{"format", "moetrain-eval-logits"},
+                                      {"version", "1"},
+                                      {"window", std::to_string(window)},
+                                      {"model", m.name},
+                                      {"rows", "logits row r predicts tokens[r + 1]"}}));
   }
   std::printf("eval: %zu tokens, %lld targets, window %lld: loss %.6f, perplexity %.4f\n",
               tokens.size(), static_cast<long long>(result->num_targets),

@@ -5,11 +5,10 @@
 // there and one more branch in OpenModelSource. Every error names the flag or file at fault.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <memory>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -48,10 +47,10 @@ struct GenerateFlags {
 
 struct EvalFlags {
   ModelSourceFlags source;
-  std::string input;      // text file (with --tokenizer) or token-id file (with --tokens)
+  std::string input;  // text file (with --tokenizer) or token-id file (with --tokens)
   std::string tokenizer;
   bool tokens = false;
-  int64_t window = 0;     // 0 = min(max_position_embeddings, 1024)
+  int64_t window = 0;  // 0 = min(max_position_embeddings, 1024)
   std::string dump_logits;
   int threads = 0;
   void Add(CLI::App* app);

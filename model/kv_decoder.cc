@@ -24,8 +24,8 @@ absl::StatusOr<std::unique_ptr<KvDecoder>> KvDecoder::Create(const ModelConfig& 
   RETURN_IF_ERROR(config.Validate());
   if (max_context <= 0 || max_context > config.max_position_embeddings)
     return absl::InvalidArgumentError(absl::StrCat(
-        "kv decoder: max_context ", max_context, " must be in [1, max_position_embeddings = ",
-        config.max_position_embeddings, "]"));
+        "kv decoder: max_context ", max_context,
+        " must be in [1, max_position_embeddings = ", config.max_position_embeddings, "]"));
   std::unique_ptr<KvDecoder> d(new KvDecoder());
   d->config_ = config;
   d->table_ = ParamTable::Build(config);
@@ -34,7 +34,7 @@ absl::StatusOr<std::unique_ptr<KvDecoder>> KvDecoder::Create(const ModelConfig& 
   d->router_.num_experts = config.num_local_experts;
   d->router_.top_k = config.num_experts_per_tok;
   d->router_.scoring = config.scoring_func == "sigmoid" ? kernels::RouterScoring::kSigmoid
-                                                       : kernels::RouterScoring::kSoftmax;
+                                                        : kernels::RouterScoring::kSoftmax;
   d->router_.renormalize = config.norm_topk_prob;
   RETURN_IF_ERROR(d->Plan());
   RETURN_IF_ERROR(d->LoadWeights(source));
@@ -49,7 +49,8 @@ absl::Status KvDecoder::Plan() {
   const int64_t E = c.num_local_experts, K = c.num_experts_per_tok, T = max_context_;
   const DType f32 = DType::kF32, i32 = DType::kI32;
   std::vector<TensorSpec> specs;
-  for (const ParamSpec& s : table_.specs()) specs.push_back({s.name, Shape(s.shape), f32, "weights"});
+  for (const ParamSpec& s : table_.specs())
+    specs.push_back({s.name, Shape(s.shape), f32, "weights"});
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     specs.push_back({absl::StrCat("cache.", l, ".k"), {T, kvd}, f32, "kv_cache"});
     specs.push_back({absl::StrCat("cache.", l, ".v"), {T, kvd}, f32, "kv_cache"});

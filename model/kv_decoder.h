@@ -83,9 +83,9 @@ class KvDecoder {
     float *k_cache, *v_cache;  // (max_context, kv_heads * head_dim)
     bool is_moe = false;
     const float *gate_proj = nullptr, *up_proj = nullptr, *down_proj = nullptr;  // dense MLP
-    const float* router = nullptr;                 // (E, C)
-    const float* bias = nullptr;                   // (E) or nullptr
-    std::vector<const float*> w1, w2, w3;          // per routed expert
+    const float* router = nullptr;                                               // (E, C)
+    const float* bias = nullptr;                                                 // (E) or nullptr
+    std::vector<const float*> w1, w2, w3;                        // per routed expert
     const float *sw1 = nullptr, *sw2 = nullptr, *sw3 = nullptr;  // fused shared experts
   };
   std::vector<Layer> layers_;

@@ -27,8 +27,8 @@ class ModelParamSource : public ParamSource {
       return absl::NotFoundError(absl::StrCat("live model: does not hold '", spec.name, "'"));
     TensorView v = model_.Param(spec.name);
     if (v.numel() != spec.numel())
-      return absl::InvalidArgumentError(absl::StrCat("live model: '", spec.name, "' has ",
-                                                     v.numel(), " elements, expected ", spec.numel()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "live model: '", spec.name, "' has ", v.numel(), " elements, expected ", spec.numel()));
     if (v.dtype() == DType::kF32) {
       const float* p = v.as<float>();
       std::copy(p, p + v.numel(), out);

@@ -19,7 +19,8 @@ absl::StatusOr<EvalResult> EvaluateTokens(model::KvDecoder& decoder,
         absl::StrCat("eval: need at least 2 tokens (one target), got ", n));
   if (window < 2 || window > decoder.max_context())
     return absl::InvalidArgumentError(absl::StrCat("eval: window ", window, " must be in [2, ",
-                                                   decoder.max_context(), "] (the decoder's context)"));
+                                                   decoder.max_context(),
+                                                   "] (the decoder's context)"));
   for (int64_t i = 0; i < n; ++i)
     if (tokens[i] < 0 || tokens[i] >= V)
       return absl::InvalidArgumentError(absl::StrCat("eval: token ", i, " (id ", tokens[i],
@@ -39,8 +40,7 @@ absl::StatusOr<EvalResult> EvaluateTokens(model::KvDecoder& decoder,
       kernels::CrossEntropyForward(losses.data(), lse.data(), logits, tokens.data() + r + 1, len, V,
                                    model::kIgnoreIndex);
       for (int64_t i = 0; i < len; ++i) ce_sum += losses[i];
-      if (logits_out != nullptr)
-        std::copy(logits, logits + len * V, logits_out->data() + r * V);
+      if (logits_out != nullptr) std::copy(logits, logits + len * V, logits_out->data() + r * V);
     }
   }
   EvalResult result;

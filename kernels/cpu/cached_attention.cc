@@ -18,8 +18,8 @@ void CachedAttentionForward(T* out, const T* q, const T* k_cache, const T* v_cac
                             int64_t n, int64_t hq, int64_t hkv, int64_t d, T* workspace,
                             int num_threads) {
   constexpr int64_t kMaxHeadDim = 512;  // the per-task accumulator row lives on the stack
-  MT_CHECK_MSG(hq % hkv == 0 && num_threads >= 1 && d <= kMaxHeadDim, "cached attention: heads ", hq,
-               " kv heads ", hkv, " head_dim ", d, " threads ", num_threads);
+  MT_CHECK_MSG(hq % hkv == 0 && num_threads >= 1 && d <= kMaxHeadDim, "cached attention: heads ",
+               hq, " kv heads ", hkv, " head_dim ", d, " threads ", num_threads);
   const int64_t group = hq / hkv, kv_stride = hkv * d;
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
   const int64_t tasks = n * hq;
@@ -55,9 +55,11 @@ void CachedAttentionForward(T* out, const T* q, const T* k_cache, const T* v_cac
   }
 }
 
-template void CachedAttentionForward<float>(float*, const float*, const float*, const float*, int64_t,
-                                            int64_t, int64_t, int64_t, int64_t, float*, int);
+template void CachedAttentionForward<float>(float*, const float*, const float*, const float*,
+                                            int64_t, int64_t, int64_t, int64_t, int64_t, float*,
+                                            int);
 template void CachedAttentionForward<double>(double*, const double*, const double*, const double*,
-                                             int64_t, int64_t, int64_t, int64_t, int64_t, double*, int);
+                                             int64_t, int64_t, int64_t, int64_t, int64_t, double*,
+                                             int);
 
 }  // namespace moetrain::kernels

@@ -34,8 +34,8 @@ void Check(const Case& c, int threads) {
        vf = moetrain::testing::Cast<float>(v);
   int64_t start = 0;
   for (int64_t len : c.blocks) {
-    CachedAttentionForward(out.data() + start * qd, q.data() + start * qd, k.data(), v.data(), start,
-                           len, c.hq, c.hkv, c.d, cws.data(), threads);
+    CachedAttentionForward(out.data() + start * qd, q.data() + start * qd, k.data(), v.data(),
+                           start, len, c.hq, c.hkv, c.d, cws.data(), threads);
     CachedAttentionForward(outf.data() + start * qd, qf.data() + start * qd, kf.data(), vf.data(),
                            start, len, c.hq, c.hkv, c.d, cwsf.data(), threads);
     start += len;
@@ -46,9 +46,7 @@ void Check(const Case& c, int threads) {
 }
 
 TEST(CachedAttention, BlocksEqualFullCausalPassGqa) { Check({37, 4, 2, 16, {1, 5, 1, 30}}, 2); }
-TEST(CachedAttention, OneTokenAtATimeMha) {
-  Check({20, 3, 3, 8, std::vector<int64_t>(20, 1)}, 1);
-}
+TEST(CachedAttention, OneTokenAtATimeMha) { Check({20, 3, 3, 8, std::vector<int64_t>(20, 1)}, 1); }
 TEST(CachedAttention, WholeSequenceAsOneBlockMqa) { Check({70, 4, 1, 32, {70}}, 2); }
 
 }  // namespace

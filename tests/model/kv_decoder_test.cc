@@ -121,8 +121,9 @@ TEST(KvDecoder, GoldenMixtralFixture) {
   EXPECT_TRUE(CloseToReference(DecodeInBlocks(**d, tokens), *want, 1e-4));
   // Planned memory: the cache is layers x 2 x max_context x kv_heads x head_dim floats.
   const ModelConfig& c = *config;
-  EXPECT_EQ((*d)->MemoryPlan().at("kv_cache"),
-            static_cast<size_t>(c.num_hidden_layers * 2 * 48 * c.num_key_value_heads * c.HeadDim() * 4));
+  EXPECT_EQ(
+      (*d)->MemoryPlan().at("kv_cache"),
+      static_cast<size_t>(c.num_hidden_layers * 2 * 48 * c.num_key_value_heads * c.HeadDim() * 4));
 }
 
 TEST(KvDecoder, RejectsBadTokensFullContextAndMissingTensors) {

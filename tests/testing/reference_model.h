@@ -62,7 +62,8 @@ struct ReferenceModels {
   std::unique_ptr<model::ModelParamSource<float>> source;
 };
 
-inline ReferenceModels MakeReferenceModels(const model::ModelConfig& c, int64_t seq, uint64_t seed) {
+inline ReferenceModels MakeReferenceModels(const model::ModelConfig& c, int64_t seq,
+                                           uint64_t seed) {
   ReferenceModels r;
   auto f = model::Model<float>::Create(c, 1, seq, 1);
   auto d = model::Model<double>::Create(c, 1, seq, 1);
@@ -87,7 +88,8 @@ inline ReferenceModels MakeReferenceModels(const model::ModelConfig& c, int64_t 
 }
 
 // Float64 logits (seq, V) of `tokens` (length seq of the model).
-inline std::vector<double> ReferenceLogits(model::Model<double>& m, const std::vector<int32_t>& tokens) {
+inline std::vector<double> ReferenceLogits(model::Model<double>& m,
+                                           const std::vector<int32_t>& tokens) {
   std::vector<int32_t> targets(tokens.size(), model::kIgnoreIndex);
   m.Forward(tokens.data(), targets.data());
   const int64_t n = static_cast<int64_t>(tokens.size()) * m.config().vocab_size;
