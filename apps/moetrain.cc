@@ -3,12 +3,16 @@
 //   moetrain data tokenizer --input PATH... --vocab-size N --out tok.model
 //   moetrain data prepare   --input PATH... --tokenizer tok.model --out DIR
 //   moetrain train [RECIPE.yaml] [--set key.path=value]... [--dry-run] [--print-recipe]
+//   moetrain generate --hf DIR (--tokenizer tok.model --prompt TEXT | --prompt-tokens "1 2 3") [...]
+//   moetrain eval --hf DIR --input FILE (--tokenizer tok.model | --tokens) [--window N]
+//                 [--dump-logits OUT.safetensors]
 #include <csignal>
 #include <cstdio>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
 
+#include "apps/infer_commands.h"
 #include "core/logging.h"
 #include "data/corpus.h"
 #include "data/prepare.h"
@@ -111,6 +115,13 @@ int main(int argc, char** argv) {
                         "write each rank's final parameters to DIR/rank<R>.safetensors (test aid "
                         "until checkpoints exist)");
 
+  CLI::App* gen_cmd = app.add_subcommand("generate", "generate text with a KV cache (one process)");
+  apps::GenerateFlags gen_flags;
+  gen_flags.Add(gen_cmd);
+  CLI::App* eval_cmd = app.add_subcommand("eval", "loss and perplexity of a text or token file");
+  apps::EvalFlags eval_flags;
+  eval_flags.Add(eval_cmd);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -136,6 +147,14 @@ int main(int argc, char** argv) {
     if (!meta.ok()) return Fail(meta.status());
     MT_LOG(INFO) << "wrote " << prep_opts.out_dir;
     return 0;
+  }
+  if (gen_cmd->parsed()) {
+    absl::Status s = apps::RunGenerate(gen_flags);
+    return s.ok() ? 0 : Fail(s);
+  }
+  if (eval_cmd->parsed()) {
+    absl::Status s = apps::RunEval(eval_flags);
+    return s.ok() ? 0 : Fail(s);
   }
   if (train_cmd->parsed()) {
     // Under mpirun / srun every rank runs this; alone it is a world of one without MPI.

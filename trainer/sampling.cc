@@ -4,10 +4,14 @@
 #include <cmath>
 #include <numeric>
 
+#include "core/status.h"
+
 namespace moetrain::trainer {
 
-int32_t SampleTopP(const float* logits, int64_t vocab, double temperature, double top_p,
-                   std::mt19937_64* rng) {
+int32_t SampleToken(const float* logits, int64_t vocab, double temperature, int64_t top_k,
+                    double top_p, std::mt19937_64* rng) {
+  if (temperature <= 0)  // greedy; max_element returns the first (lowest id) maximum
+    return static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
   std::vector<double> p(vocab);
   double mx = -INFINITY;
   for (int64_t i = 0; i < vocab; ++i) mx = std::max(mx, static_cast<double>(logits[i]) / temperature);
@@ -16,15 +20,27 @@ int32_t SampleTopP(const float* logits, int64_t vocab, double temperature, doubl
   std::vector<int32_t> order(vocab);
   std::iota(order.begin(), order.end(), 0);
   std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+  // Top-k: only the k most likely stay candidates, and top-p is a share of their mass.
+  const size_t candidates =
+      top_k > 0 && top_k < vocab ? static_cast<size_t>(top_k) : order.size();
+  if (candidates < order.size()) {
+    sum = 0;
+    for (size_t i = 0; i < candidates; ++i) sum += p[order[i]];
+  }
   double kept = 0;
   size_t n = 0;
-  while (n < order.size() && (n == 0 || kept < top_p * sum)) kept += p[order[n++]];
+  while (n < candidates && (n == 0 || kept < top_p * sum)) kept += p[order[n++]];
   double u = std::uniform_real_distribution<double>(0.0, kept)(*rng);
   for (size_t i = 0; i < n; ++i) {
     u -= p[order[i]];
     if (u <= 0) return order[i];
   }
   return order[n - 1];
+}
+
+int32_t SampleTopP(const float* logits, int64_t vocab, double temperature, double top_p,
+                   std::mt19937_64* rng) {
+  return SampleToken(logits, vocab, temperature, /*top_k=*/0, top_p, rng);
 }
 
 std::vector<int32_t> Generate(model::Model<float>* model, const std::vector<int32_t>& prompt,
@@ -42,10 +58,32 @@ std::vector<int32_t> Generate(model::Model<float>* model, const std::vector<int3
     std::copy(context.begin() + start, context.end(), tokens.begin());
     model->Forward(tokens.data(), targets.data());
     model->GatherLogitsRow(len - 1, row.data());  // full row, also under tensor parallelism
-    const int32_t next = SampleTopP(row.data(), vocab, options.temperature, options.top_p, &rng);
+    const int32_t next =
+        SampleToken(row.data(), vocab, options.temperature, options.top_k, options.top_p, &rng);
     if (next == options.stop_token) break;
     context.push_back(next);
     out.push_back(next);
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<int32_t>> GenerateWithCache(model::KvDecoder& decoder,
+                                                       const std::vector<int32_t>& prompt,
+                                                       const SamplingOptions& options) {
+  const int64_t vocab = decoder.config().vocab_size;
+  std::mt19937_64 rng(options.seed);
+  decoder.Reset();
+  ASSIGN_OR_RETURN(const float* logits, decoder.Prefill(prompt));
+  std::vector<int32_t> out;
+  while (static_cast<int64_t>(out.size()) < options.max_new_tokens) {
+    const int32_t next =
+        SampleToken(logits, vocab, options.temperature, options.top_k, options.top_p, &rng);
+    if (next == options.stop_token) break;
+    out.push_back(next);
+    if (static_cast<int64_t>(out.size()) == options.max_new_tokens ||
+        decoder.position() == decoder.max_context())
+      break;
+    ASSIGN_OR_RETURN(logits, decoder.Append(next));
   }
   return out;
 }
