@@ -318,6 +318,24 @@ TEST(HfExport, Qwen2MoeRoundTripGivesTheSameModel) {
                                   {"tokens", TensorView(ids.data(), Shape({kSeq}), DType::kI32),
                                    DType::kI32}})
                     .ok());
+    // Dense first layer but no shared experts: qwen2_moe with a zero-width shared expert.
+    model::ModelConfig c0 = c;
+    c0.num_shared_experts = 0;
+    auto m0 = model::Model<float>::Create(c0, 1, kSeq, /*num_threads=*/1);
+    ASSERT_TRUE(m0.ok()) << m0.status();
+    (*m0)->InitParams(9);
+    model::ModelParamSource<float> live0(**m0);
+    ExportOptions o0 = Options(std::string(dump) + "/qwen2_moe_noshared_f32");
+    o0.overwrite = true;
+    ASSERT_TRUE(ExportHf(c0, live0, o0).ok());
+    (*m0)->Forward(tokens.data(), targets.data());
+    ASSERT_TRUE(WriteSafetensors(std::string(dump) + "/qwen2_moe_noshared_logits.safetensors",
+                                 {{"logits", TensorView(const_cast<float*>((*m0)->logits()),
+                                                        Shape({kSeq, c.vocab_size}), DType::kF32),
+                                   DType::kF32},
+                                  {"tokens", TensorView(ids.data(), Shape({kSeq}), DType::kI32),
+                                   DType::kI32}})
+                    .ok());
     Fixture f = OpenFixture();
     for (DType t : {DType::kF32, DType::kBF16}) {
       ExportOptions fo = Options(absl::StrCat(dump, "/mixtral_tiny_", DTypeName(t)), t);
