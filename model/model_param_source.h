@@ -22,6 +22,9 @@ class ModelParamSource : public ParamSource {
           absl::StrCat("live model: '", spec.name, "' is split over tp; read a snapshot instead"));
     const TensorView v = model_.Param(spec.name);
     const int64_t n = spec.numel();
+    if (v.numel() != n)
+      return absl::InvalidArgumentError(absl::StrCat("live model: '", spec.name, "' holds ", v.numel(),
+                                                     " elements, the table says ", n));
     if (v.dtype() == DType::kF32) {
       const float* p = static_cast<const float*>(v.data());
       for (int64_t i = 0; i < n; ++i) out[i] = p[i];

@@ -386,6 +386,31 @@ TEST(HfExport, RefusesWhatNeitherArchitectureExpresses) {
   fs::remove_all(dir);
 }
 
+TEST(HfExport, TokenizerFilesAreCopiedOrTheMissingFileNamed) {
+  Fixture f = OpenFixture();
+  const std::string dir = TempDir("tok");
+  ExportOptions o = Options(dir);
+  o.tokenizer_model_path = dir + ".missing.model";
+  auto r = ExportHf(f.config, *f.source, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find(o.tokenizer_model_path), std::string::npos) << r.status();
+  EXPECT_FALSE(fs::exists(dir));
+  // Any bytes stand in for a SentencePiece model: the exporter copies it verbatim.
+  const std::string model_path = dir + ".model";
+  const std::string bytes("\x0a\x05piece\x00\xff", 10);
+  { std::ofstream(model_path, std::ios::binary) << bytes; }
+  o.tokenizer_model_path = model_path;
+  auto ok = ExportHf(f.config, *f.source, o);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  std::ifstream in(dir + "/tokenizer.model", std::ios::binary);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), bytes);
+  const nlohmann::json tc = ReadJson(dir + "/tokenizer_config.json");
+  EXPECT_EQ(tc["tokenizer_class"], "LlamaTokenizer");
+  EXPECT_EQ(ReadJson(dir + "/special_tokens_map.json")["eos_token"], "</s>");
+  fs::remove_all(dir);
+  fs::remove(model_path);
+}
+
 // A source that lacks one tensor: the error names it and nothing is left on disk.
 class DroppingSource : public model::ParamSource {
  public:
