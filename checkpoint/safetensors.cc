@@ -69,6 +69,9 @@ void ConvertToFloating(DType src, const uint8_t* bytes, int64_t n, T* out) {
     case DType::kI64:
       for (int64_t i = 0; i < n; ++i) out[i] = static_cast<T>(Load<int64_t>(bytes + 8 * i));
       return;
+    case DType::kI8:
+      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<T>(static_cast<int8_t>(bytes[i]));
+      return;
   }
   MT_CHECK_MSG(false, "unhandled dtype ", static_cast<int>(src));
 }
@@ -171,16 +174,19 @@ const char* SafetensorsDTypeName(DType dtype) {
       return "I32";
     case DType::kI64:
       return "I64";
+    case DType::kI8:
+      return "I8";
   }
   return "?";
 }
 
 absl::StatusOr<DType> ParseSafetensorsDType(const std::string& name) {
-  for (DType t : {DType::kF32, DType::kF64, DType::kBF16, DType::kF16, DType::kI32, DType::kI64}) {
+  for (DType t : {DType::kF32, DType::kF64, DType::kBF16, DType::kF16, DType::kI32, DType::kI64,
+                  DType::kI8}) {
     if (name == SafetensorsDTypeName(t)) return t;
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "unsupported safetensors dtype '", name, "' (moetrain reads F64, F32, BF16, F16, I32, I64)"));
+      "unsupported safetensors dtype '", name, "' (moetrain reads F64, F32, BF16, F16, I32, I64, I8)"));
 }
 
 // ---------------------------------------------------------------------------------------------------

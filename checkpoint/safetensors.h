@@ -4,8 +4,8 @@
 //   {"__metadata__": {"key": "value", ...},                      (optional, string values only)
 //    "name": {"dtype": "F32", "shape": [d0, d1, ...], "data_offsets": [begin, end]}, ...}
 // Offsets are relative to the start of the data buffer; data is row-major and little-endian.
-// moetrain reads and writes the dtypes it has (core/dtype.h): F64, F32, BF16, F16, I32, I64. Other
-// dtypes of the spec (U8, BOOL, F8_*, ...) make Open fail with a message naming the tensor.
+// moetrain reads and writes the dtypes it has (core/dtype.h): F64, F32, BF16, F16, I32, I64,
+// I8. Other dtypes of the spec (U8, BOOL, F8_*, ...) make Open fail with a message naming the tensor.
 //
 // Reading: SafetensorsFile::Open maps the file read-only and validates the whole header up front,
 // so every later call only fails for caller errors (unknown name, wrong destination shape or
@@ -28,7 +28,7 @@
 
 namespace moetrain::checkpoint {
 
-// "F32", "F64", "BF16", "F16", "I32", "I64": the safetensors spelling of a DType.
+// "F32", "F64", "BF16", "F16", "I32", "I64", "I8": the safetensors spelling of a DType.
 const char* SafetensorsDTypeName(DType dtype);
 // Inverse of SafetensorsDTypeName. InvalidArgument for any other string (including valid spec
 // dtypes moetrain cannot represent, such as "U8").

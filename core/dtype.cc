@@ -14,6 +14,7 @@ size_t DTypeSize(DType t) {
     case DType::kF16: return 2;
     case DType::kI32: return 4;
     case DType::kI64: return 8;
+    case DType::kI8: return 1;
   }
   return 0;
 }
@@ -26,6 +27,7 @@ const char* DTypeName(DType t) {
     case DType::kF16: return "f16";
     case DType::kI32: return "i32";
     case DType::kI64: return "i64";
+    case DType::kI8: return "i8";
   }
   return "?";
 }
@@ -37,8 +39,9 @@ absl::StatusOr<DType> ParseDType(const std::string& name) {
   if (name == "f16" || name == "fp16" || name == "float16") return DType::kF16;
   if (name == "i32" || name == "int32") return DType::kI32;
   if (name == "i64" || name == "int64") return DType::kI64;
+  if (name == "i8" || name == "int8") return DType::kI8;
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown dtype '", name, "' (expected one of f32, f64, bf16, f16, i32, i64)"));
+      absl::StrCat("unknown dtype '", name, "' (expected one of f32, f64, bf16, f16, i32, i64, i8)"));
 }
 
 static uint32_t Bits(float f) {

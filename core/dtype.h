@@ -13,10 +13,11 @@
 
 namespace moetrain {
 
-enum class DType : uint8_t { kF32, kF64, kBF16, kF16, kI32, kI64 };
+// kI8 exists for weight-only int8 export (checkpoint/hf_export.h); no kernel computes in it.
+enum class DType : uint8_t { kF32, kF64, kBF16, kF16, kI32, kI64, kI8 };
 
 size_t DTypeSize(DType t);
-const char* DTypeName(DType t);              // "f32", "f64", "bf16", "f16", "i32", "i64"
+const char* DTypeName(DType t);              // "f32", "f64", "bf16", "f16", "i32", "i64", "i8"
 absl::StatusOr<DType> ParseDType(const std::string& name);
 
 uint16_t FloatToBf16(float f);
@@ -30,5 +31,6 @@ template <> struct DTypeOf<float> { static constexpr DType value = DType::kF32; 
 template <> struct DTypeOf<double> { static constexpr DType value = DType::kF64; };
 template <> struct DTypeOf<int32_t> { static constexpr DType value = DType::kI32; };
 template <> struct DTypeOf<int64_t> { static constexpr DType value = DType::kI64; };
+template <> struct DTypeOf<int8_t> { static constexpr DType value = DType::kI8; };
 
 }  // namespace moetrain

@@ -21,6 +21,8 @@ MPI_Datatype MpiType(DType t) {
       return MPI_INT32_T;
     case DType::kI64:
       return MPI_INT64_T;
+    case DType::kI8:
+      return MPI_INT8_T;
     case DType::kBF16:
     case DType::kF16:
       return MPI_UINT16_T;

@@ -30,6 +30,8 @@ ncclDataType_t NcclType(DType t) {
       return ncclInt32;
     case DType::kI64:
       return ncclInt64;
+    case DType::kI8:
+      return ncclInt8;
     case DType::kBF16:
       return ncclBfloat16;
     case DType::kF16:
