@@ -10,14 +10,15 @@ namespace moetrain::optim {
 namespace {
 
 absl::Status Bad(const char* field, double value, const char* want) {
-  return absl::InvalidArgumentError(absl::StrCat("loss_scale.", field, ": ", value, " is out of range (",
-                                                 want, ")"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("loss_scale.", field, ": ", value, " is out of range (", want, ")"));
 }
 
 }  // namespace
 
 absl::Status ValidateLossScalerConfig(const LossScalerConfig& c) {
-  if (!std::isfinite(c.min_scale) || c.min_scale <= 0) return Bad("min", c.min_scale, "must be > 0");
+  if (!std::isfinite(c.min_scale) || c.min_scale <= 0)
+    return Bad("min", c.min_scale, "must be > 0");
   if (!std::isfinite(c.initial_scale) || c.initial_scale < c.min_scale)
     return Bad("initial", c.initial_scale, "must be finite and >= min");
   if (!std::isfinite(c.growth_factor) || c.growth_factor <= 1)
@@ -75,11 +76,12 @@ absl::Status LossScaler::SetState(const State& s) {
     return absl::InvalidArgumentError(
         absl::StrCat("loss scaler state: scale ", s.scale, " is not finite and > 0"));
   if (!dynamic_ && s.scale != state_.scale)
-    return absl::InvalidArgumentError(absl::StrCat("loss scaler state: scale ", s.scale,
-                                                   " differs from this static scaler's ", state_.scale));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "loss scaler state: scale ", s.scale, " differs from this static scaler's ", state_.scale));
   if (dynamic_ && (s.good_steps < 0 || s.good_steps >= config_.growth_interval))
     return absl::InvalidArgumentError(absl::StrCat("loss scaler state: good_steps ", s.good_steps,
-                                                   " is outside [0, ", config_.growth_interval, ")"));
+                                                   " is outside [0, ", config_.growth_interval,
+                                                   ")"));
   if (dynamic_ && (s.hysteresis_left < 1 || s.hysteresis_left > config_.hysteresis))
     return absl::InvalidArgumentError(absl::StrCat("loss scaler state: hysteresis_left ",
                                                    s.hysteresis_left, " is outside [1, ",

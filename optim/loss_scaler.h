@@ -4,14 +4,14 @@
 // optimizer divides the gradients by scale() again, after checking them for inf/NaN. Per step:
 //   skip = scaler.Update(found_non_finite);   // true: do NOT apply this step (grads are garbage)
 // Dynamic rule (fp16):
-//   overflow:  skip; good_steps = 0; hysteresis_left -= 1; when it reaches 0, scale *= backoff_factor
-//              (never below min_scale) and hysteresis_left = hysteresis. So with hysteresis h the
-//              scale backs off on every h-th overflow (h = 1: every overflow halves it).
-//   good step: good_steps += 1; every growth_interval consecutive good steps, scale *= growth_factor,
-//              good_steps = 0 and hysteresis_left = hysteresis.
+//   overflow:  skip; good_steps = 0; hysteresis_left -= 1; when it reaches 0,
+//              scale *= backoff_factor (never below min_scale), hysteresis_left = hysteresis.
+//              So with hysteresis h the scale backs off on every h-th overflow (h = 1: each one).
+//   good step: good_steps += 1; after growth_interval consecutive good steps,
+//              scale *= growth_factor, good_steps = 0 and hysteresis_left = hysteresis.
 // Static rule (bf16 / fp32): scale stays fixed (1 by default); a non-finite gradient still skips.
 // State (scale, good_steps, hysteresis_left) is what a training checkpoint saves and restores.
-// Not thread-safe; every rank keeps an identical copy (found_non_finite must be agreed on globally).
+// Not thread-safe; every rank keeps an identical copy (found_non_finite agreed on by all ranks).
 #pragma once
 
 #include <cstdint>
@@ -57,8 +57,8 @@ class LossScaler {
   bool Update(bool found_non_finite);
 
   State state() const { return state_; }
-  // Restores a saved state. Errors (InvalidArgumentError, "loss scaler state: ..."): scale not finite
-  // or <= 0 (or, for a static scaler, different from its fixed scale); good_steps outside
+  // Restores a saved state. Errors (InvalidArgumentError, "loss scaler state: ..."): scale not
+  // finite or <= 0 (or, for a static scaler, different from its fixed scale); good_steps outside
   // [0, growth_interval); hysteresis_left outside [1, hysteresis].
   absl::Status SetState(const State& state);
 

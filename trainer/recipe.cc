@@ -668,7 +668,8 @@ class Reader {
     site.RecordKey(value);
     if (value.IsNull()) return;  // `eval:` with nothing under it: all defaults
     if (!spec.scalar_child.empty() && value.IsScalar()) {  // the shorthand form
-      ReadValue(*spec.Find(spec.scalar_child), key, value, JoinPath(path, spec.scalar_child), origin);
+      ReadValue(*spec.Find(spec.scalar_child), key, value, JoinPath(path, spec.scalar_child),
+                origin);
       return;
     }
     if (!value.IsMap()) {

@@ -1,13 +1,15 @@
-// CPU rounding to bf16 / f16 and back, on the float bit pattern (branch-free so the loops vectorise).
+// CPU rounding to bf16 / f16 and back, on the float bit pattern (branch-free so the loops
+// vectorise).
 //
-// bf16 keeps the top 16 bits of a float: add 0x7fff plus the lowest kept bit (round to nearest even;
-// a carry into the exponent correctly gives the next binade or inf), then clear the low 16 bits.
-// f16 (1 sign, 5 exponent, 10 mantissa bits, bias 15), by magnitude |x|:
+// bf16 keeps the top 16 bits of a float: add 0x7fff plus the lowest kept bit (round to nearest
+// even; a carry into the exponent correctly gives the next binade or inf), then clear the low 16
+// bits. f16 (1 sign, 5 exponent, 10 mantissa bits, bias 15), by magnitude |x|:
 //   NaN                  -> quiet NaN (sign kept, payload dropped, as FloatToF16 does)
 //   |x| >= 65520         -> inf (65520 is the midpoint between 65504, the max finite, and 2^16)
 //   |x| <  2^-14         -> subnormal range: (|x| + 0.5f) - 0.5f rounds |x| to a multiple of 2^-24
 //                           (the float ulp in [0.5, 1)), which is the f16 subnormal spacing
-//   otherwise            -> keep 10 mantissa bits: add 0xfff plus the lowest kept bit, clear 13 bits
+//   otherwise            -> keep 10 mantissa bits: add 0xfff plus the lowest kept bit, clear 13
+//   bits
 // (core/dtype.h's scalar conversions are the independent reference in tests/kernels/cast_test.cc.)
 #include "kernels/cast.h"
 
@@ -66,9 +68,14 @@ void CastRound(const float* src, float* dst, int64_t n, DType dtype) {
     case DType::kF32:
       if (dst != src) std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
       return;
-    case DType::kBF16: Apply<RoundBf16>(src, dst, n); return;
-    case DType::kF16: Apply<RoundF16>(src, dst, n); return;
-    default: MT_CHECK_MSG(false, "RoundToDType: unsupported dtype ", DTypeName(dtype));
+    case DType::kBF16:
+      Apply<RoundBf16>(src, dst, n);
+      return;
+    case DType::kF16:
+      Apply<RoundF16>(src, dst, n);
+      return;
+    default:
+      MT_CHECK_MSG(false, "RoundToDType: unsupported dtype ", DTypeName(dtype));
   }
 }
 

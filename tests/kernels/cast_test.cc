@@ -1,6 +1,6 @@
 // RoundToDType / CastRound against the scalar conversions of core/dtype.h (an independent
-// implementation: integer rebias for f16 normals, FPU magic-number rounding for subnormals), bit for
-// bit, on random values over many scales, random bit patterns (every class of float: NaN, inf,
+// implementation: integer rebias for f16 normals, FPU magic-number rounding for subnormals), bit
+// for bit, on random values over many scales, random bit patterns (every class of float: NaN, inf,
 // float subnormals) and hand-picked edges; AllFinite against std::isfinite.
 #include "kernels/cast.h"
 
@@ -88,19 +88,24 @@ TEST(CastTest, F16MatchesScalarConversion) { ExpectMatchesScalar(DType::kF16); }
 
 TEST(CastTest, KnownValues) {
   // Independent of core/dtype.h: values worked out by hand.
-  std::vector<float> x = {65504.0f, 65519.0f, 65520.0f, std::exp2(-25.0f), 1.5f * std::exp2(-25.0f),
-                          1.0f + std::exp2(-11.0f), 1.0f + 3 * std::exp2(-11.0f)};
+  std::vector<float> x = {65504.0f,
+                          65519.0f,
+                          65520.0f,
+                          std::exp2(-25.0f),
+                          1.5f * std::exp2(-25.0f),
+                          1.0f + std::exp2(-11.0f),
+                          1.0f + 3 * std::exp2(-11.0f)};
   RoundToDType(x.data(), static_cast<int64_t>(x.size()), DType::kF16);
   EXPECT_EQ(x[0], 65504.0f);
   EXPECT_EQ(x[1], 65504.0f);
   EXPECT_TRUE(std::isinf(x[2]));
-  EXPECT_EQ(x[3], 0.0f);                  // tie between 0 and 2^-24: to even (0)
-  EXPECT_EQ(x[4], std::exp2(-24.0f));     // above the tie
-  EXPECT_EQ(x[5], 1.0f);                  // tie: to even mantissa
+  EXPECT_EQ(x[3], 0.0f);               // tie between 0 and 2^-24: to even (0)
+  EXPECT_EQ(x[4], std::exp2(-24.0f));  // above the tie
+  EXPECT_EQ(x[5], 1.0f);               // tie: to even mantissa
   EXPECT_EQ(x[6], 1.0f + std::exp2(-9.0f));
   // bf16: ties to even; the tie above the largest finite bf16 (odd mantissa) overflows to inf.
-  std::vector<float> y = {1.0f + std::exp2(-8.0f), 1.0f + 3 * std::exp2(-8.0f), FromBits(0x7f7f8000u),
-                          FromBits(0x7f7f7fffu)};
+  std::vector<float> y = {1.0f + std::exp2(-8.0f), 1.0f + 3 * std::exp2(-8.0f),
+                          FromBits(0x7f7f8000u), FromBits(0x7f7f7fffu)};
   RoundToDType(y.data(), 4, DType::kBF16);
   EXPECT_EQ(y[0], 1.0f);
   EXPECT_EQ(y[1], 1.0f + std::exp2(-6.0f));

@@ -4,7 +4,8 @@
 //  2. Every stored activation / activation-gradient slot of a bf16 (and f16) step is exactly
 //     representable in that dtype (second path: CastRound leaves it unchanged), while the fp32
 //     statistics (RMSNorm rstd) are not rounded.
-//  3. f16 with a huge Backward scale overflows to non-finite gradients that AllFinite detects, while
+//  3. f16 with a huge Backward scale overflows to non-finite gradients that AllFinite detects,
+//  while
 //     the same scale in fp32 stays finite.
 #include <cmath>
 #include <cstring>
@@ -128,7 +129,8 @@ TEST(MixedPrecisionTest, StoredActivationsAreRepresentable) {
       "ws.mlp.dh", "ws.mlp.da", "ws.moe.dh", "ws.moe.dxs", "ws.moe.dys", "ws.shared.db"};
   for (DType d : {DType::kBF16, DType::kF16}) {
     const Step s = RunStep(d, 1.0);
-    for (const std::string& slot : slots) EXPECT_TRUE(Representable(*s.model, slot, d)) << DTypeName(d);
+    for (const std::string& slot : slots)
+      EXPECT_TRUE(Representable(*s.model, slot, d)) << DTypeName(d);
     // fp32 statistics are kept in fp32: the norm's rstd is not rounded.
     EXPECT_FALSE(Representable(*s.model, "L0.attn.rstd", DType::kBF16));
   }

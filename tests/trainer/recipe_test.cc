@@ -475,13 +475,15 @@ TEST(RecipeTest, ActivationCheckpointingScalarOrMapping) {
   const Recipe full = ParseOk(WithData("activation_checkpointing: full\n"));
   EXPECT_EQ(full.activation_checkpointing.mode, ActivationCheckpointing::kFull);
   EXPECT_EQ(full.activation_checkpointing.every, 1);
-  const Recipe sel = ParseOk(WithData("activation_checkpointing:\n  mode: selective\n  every: 3\n"));
+  const Recipe sel =
+      ParseOk(WithData("activation_checkpointing:\n  mode: selective\n  every: 3\n"));
   const model::ModelOptions o = ModelOptionsFromRecipe(sel);
   EXPECT_EQ(o.checkpointing, ActivationCheckpointing::kSelective);
   EXPECT_EQ(o.checkpoint_every, 3);
-  EXPECT_EQ(ParseOk(WithData(""), {"activation_checkpointing=full", "activation_checkpointing.every=2"})
-                .activation_checkpointing.every,
-            2);
+  const Recipe set = ParseOk(WithData(""), {"activation_checkpointing=full",
+                                            "activation_checkpointing.every=2"});
+  EXPECT_EQ(set.activation_checkpointing.mode, ActivationCheckpointing::kFull);
+  EXPECT_EQ(set.activation_checkpointing.every, 2);
   EXPECT_THAT(ParseError(WithData("activation_checkpointing: some\n")),
               HasSubstr("r.yaml:4:27: activation_checkpointing.mode: expected one of none | full | "
                         "selective, got 'some'"));
@@ -517,7 +519,8 @@ TEST(RecipeTest, LossScale) {
   EXPECT_EQ(c.growth_interval, defaults.growth_interval);
   EXPECT_EQ(c.hysteresis, defaults.hysteresis);
   EXPECT_EQ(c.min_scale, defaults.min_scale);
-  const Recipe r = ParseOk(WithData("precision: fp16\nloss_scale:\n  initial: 8\n  hysteresis: 1\n  min: 2\n"));
+  const Recipe r = ParseOk(
+      WithData("precision: fp16\nloss_scale:\n  initial: 8\n  hysteresis: 1\n  min: 2\n"));
   const optim::LossScalerConfig rc = LossScalerConfigFromRecipe(r);
   EXPECT_EQ(rc.initial_scale, 8.0);
   EXPECT_EQ(rc.hysteresis, 1);
@@ -528,7 +531,8 @@ TEST(RecipeTest, LossScale) {
   const std::string bad = ParseError(WithData(
       "loss_scale:\n  initial: 0.5\n  growth_factor: 1\n  backoff_factor: 1.5\n"
       "  growth_interval: 0\n  hysteresis: 0\n"));
-  EXPECT_THAT(bad, HasSubstr("r.yaml:5:12: loss_scale.initial: must be >= loss_scale.min (1.0), got 0.5"));
+  EXPECT_THAT(bad, HasSubstr("r.yaml:5:12: loss_scale.initial: must be >= loss_scale.min (1.0), "
+                             "got 0.5"));
   EXPECT_THAT(bad, HasSubstr("r.yaml:6:18: loss_scale.growth_factor: must be > 1, got 1.0"));
   EXPECT_THAT(bad, HasSubstr("r.yaml:7:19: loss_scale.backoff_factor: must be in (0, 1), got 1.5"));
   EXPECT_THAT(bad, HasSubstr("r.yaml:8:20: loss_scale.growth_interval: must be >= 1, got 0"));
