@@ -2,6 +2,7 @@
 
 #include "core/phase_timer.h"
 #include "kernels/attention.h"
+#include "kernels/cast.h"
 #include "kernels/elementwise.h"
 #include "kernels/matmul.h"
 #include "kernels/rmsnorm.h"
@@ -77,6 +78,7 @@ void AttentionBlock<T>::Forward(T* out, const T* x) {
   const int64_t qd = hq_ * d_, kvd = hkv_ * d_;
   PhaseScope ph("fwd.norm");
   kernels::RmsNormForward(xn_, rstd_, x, w_.norm, n_, c_, eps_);
+  kernels::RoundToDType(xn_, n_ * c_, store_);
   ph.Next("fwd.attn.proj");
   kernels::LinearForward(q_, xn_, w_.wq, n_, c_, qd);
   kernels::LinearForward(k_, xn_, w_.wk, n_, c_, kvd);
@@ -84,8 +86,12 @@ void AttentionBlock<T>::Forward(T* out, const T* x) {
   ph.Next("fwd.attn.rope");
   kernels::RopeForward(q_, cos_, sin_, b_, s_, hq_, d_);
   kernels::RopeForward(k_, cos_, sin_, b_, s_, hkv_, d_);
+  kernels::RoundToDType(q_, n_ * qd, store_);  // q, k after RoPE, v after its projection
+  kernels::RoundToDType(k_, n_ * kvd, store_);
+  kernels::RoundToDType(v_, n_ * kvd, store_);
   ph.Next("fwd.attn.core");
   kernels::AttentionForward(att_, lse_, q_, k_, v_, b_, s_, hq_, hkv_, d_, attn_ws_, threads_);
+  kernels::RoundToDType(att_, n_ * qd, store_);
   ph.Next("fwd.attn.proj");
   kernels::LinearForward(out, att_, w_.wo, n_, qd, c_);
   if (tp_ != nullptr) {  // row-parallel o_proj: sum the partial outputs
@@ -94,6 +100,7 @@ void AttentionBlock<T>::Forward(T* out, const T* x) {
   }
   ph.Next("fwd.residual");
   kernels::AddInPlace(out, x, n_ * c_);  // residual
+  kernels::RoundToDType(out, n_ * c_, store_);
 }
 
 template <typename T>
@@ -101,12 +108,16 @@ void AttentionBlock<T>::Backward(T* dx, const T* dout, const T* x) {
   const int64_t qd = hq_ * d_, kvd = hkv_ * d_;
   PhaseScope ph("bwd.attn.proj");
   kernels::LinearBackward(datt_, w_.dwo, dout, att_, w_.wo, n_, qd, c_);
+  kernels::RoundToDType(datt_, n_ * qd, store_);
   ph.Next("bwd.attn.core");
   kernels::AttentionBackward(dq_, dk_, dv_, datt_, q_, k_, v_, att_, lse_, b_, s_, hq_, hkv_, d_,
                              attn_ws_, threads_);
   ph.Next("bwd.attn.rope");
   kernels::RopeBackward(dq_, cos_, sin_, b_, s_, hq_, d_);
   kernels::RopeBackward(dk_, cos_, sin_, b_, s_, hkv_, d_);
+  kernels::RoundToDType(dq_, n_ * qd, store_);
+  kernels::RoundToDType(dk_, n_ * kvd, store_);
+  kernels::RoundToDType(dv_, n_ * kvd, store_);
   ph.Next("bwd.attn.proj");
   // dxn = dq Wq + dk Wk + dv Wv
   kernels::LinearBackward(dxn_, w_.dwq, dq_, xn_, w_.wq, n_, c_, qd);
@@ -118,10 +129,12 @@ void AttentionBlock<T>::Backward(T* dx, const T* dout, const T* x) {
     ph.Next("bwd.attn.tp_allreduce");
     MT_CHECK_OK(tp_->AllReduce(dxn_, dxn_, n_ * c_, DTypeOf<T>::value));
   }
+  kernels::RoundToDType(dxn_, n_ * c_, store_);
   ph.Next("bwd.norm");
   kernels::RmsNormBackward(dx, w_.dnorm, dxn_, x, w_.norm, rstd_, n_, c_);
   ph.Next("bwd.residual");
   kernels::AddInPlace(dx, dout, n_ * c_);  // residual
+  kernels::RoundToDType(dx, n_ * c_, store_);
 }
 
 template class AttentionBlock<float>;

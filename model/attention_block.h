@@ -3,6 +3,9 @@
 //   out = x + Wo( attention(q, k, v) )
 // Tensors: x, out (B*S, C); q, att (B,S,Hq,D); k, v (B,S,Hkv,D); lse (B,Hq,S).
 // Saves xn, rstd, q, k, v (rotated), att, lse. Parameter grads +=, dx overwritten.
+// Mixed precision (set_store_dtype bf16/f16): xn, q, k, v, att, out and the activation gradients
+// datt, dq, dk, dv, dxn, dx are rounded to that dtype where they are written (the GPU path stores
+// them in 16 bits); rstd and lse stay fp32, and so does all arithmetic.
 // Tensor parallel (tp group of t ranks): this rank holds Hq/t query heads and Hkv/t KV heads (q/k/v
 // column-parallel, o_proj row-parallel); the o_proj output is AllReduced over tp in Forward, and
 // the input gradient dxn of the q/k/v projections is AllReduced over tp in Backward (Megatron's
@@ -37,6 +40,9 @@ class AttentionBlock {
   void Bind(const Weights& w, const T* rope_cos, const T* rope_sin, const SlotBinder& acts,
             const SlotBinder& ws);
 
+  // Activation rounding (kernels/cast.h); default kF32 = none.
+  void set_store_dtype(DType dtype) { store_ = dtype; }
+
   void Forward(T* out, const T* x);
   void Backward(T* dx, const T* dout, const T* x);
 
@@ -45,6 +51,7 @@ class AttentionBlock {
   double eps_ = 0;
   int threads_ = 1;
   parallel::Communicator* tp_ = nullptr;
+  DType store_ = DType::kF32;
   Weights w_{};
   const T *cos_ = nullptr, *sin_ = nullptr;
   T *xn_ = nullptr, *rstd_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *att_ = nullptr,

@@ -3,6 +3,8 @@
 // experts of a MoE layer (block_sparse_moe.shared_experts.w1 / w2 / w3).
 // Saves a = W1 x, b = W3 x, h = silu(a) * b (each (N,I)). Gradients: parameter grads +=;
 // dx either overwritten or accumulated (caller chooses — the MoE layer adds it to the routed path).
+// Mixed precision (set_store_dtype bf16/f16): a, b, h, y and dh, da, db, dx are rounded to that
+// dtype where they are written; the arithmetic stays fp32.
 #pragma once
 
 #include <string>
@@ -27,12 +29,16 @@ class MlpBlock {
   void Bind(const Weights& w, const SlotBinder& acts, const SlotBinder& ws);
 
   // y(N,C) = MLP(x(N,C)) (overwrite).
+  // Activation rounding (kernels/cast.h); default kF32 = none.
+  void set_store_dtype(DType dtype) { store_ = dtype; }
+
   void Forward(T* y, const T* x);
   // dx(N,C) = or += dMLP/dx^T dy; dW1, dW2, dW3 +=.
   void Backward(T* dx, bool accumulate_dx, const T* dy, const T* x);
 
  private:
   int64_t n_ = 0, c_ = 0, width_ = 0;
+  DType store_ = DType::kF32;
   Weights w_{};
   T *a_ = nullptr, *b_ = nullptr, *h_ = nullptr;      // saved (N,I)
   T *dh_ = nullptr, *da_ = nullptr, *db_ = nullptr;   // workspace (N,I)

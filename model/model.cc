@@ -6,6 +6,7 @@
 #include <random>
 
 #include "core/phase_timer.h"
+#include "kernels/cast.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
@@ -274,6 +275,7 @@ absl::Status Model<T>::Plan(int num_threads) {
         G(p + "self_attn.q_proj.weight"), G(p + "self_attn.k_proj.weight"),
         G(p + "self_attn.v_proj.weight"), G(p + "self_attn.o_proj.weight")};
     ly.attn.Bind(aw, rope_cos, rope_sin, SlotBinder(acts_, s + "attn."), SlotBinder(ws_, "ws.attn."));
+    ly.attn.set_store_dtype(options_.compute_dtype);
     ly.is_moe = c.IsMoeLayer(l);
     if (!ly.is_moe) {
       ly.mlp = MlpBlock<T>(n, C, c.intermediate_size / tp);
@@ -281,6 +283,7 @@ absl::Status Model<T>::Plan(int num_threads) {
                                        P(p + "mlp.up_proj.weight"),   G(p + "mlp.gate_proj.weight"),
                                        G(p + "mlp.down_proj.weight"), G(p + "mlp.up_proj.weight")};
       ly.mlp.Bind(mw, SlotBinder(acts_, s + "mlp."), SlotBinder(ws_, "ws.mlp."));
+      ly.mlp.set_store_dtype(options_.compute_dtype);
       continue;
     }
     parallel::ExpertDispatcher* disp = nullptr;
@@ -321,6 +324,7 @@ absl::Status Model<T>::Plan(int num_threads) {
     }
     ly.moe.Bind(std::move(mw), SlotBinder(acts_, s + "moe."), SlotBinder(ws_, "ws.moe."),
                 SlotBinder(acts_, s + "shared."), SlotBinder(ws_, "ws.shared."));
+    ly.moe.set_store_dtype(options_.compute_dtype);
   }
   counts_.assign(c.NumMoeLayers(), std::vector<int64_t>(c.num_local_experts, 0));
   reduce_buf_.assign(3 + 2 * c.num_local_experts + c.NumMoeLayers() * c.num_local_experts, 0.0);
@@ -419,6 +423,7 @@ LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
     kernels::EmbeddingShardForward(x_[0], tokens_, embed_, n, V, C, v_begin_, Vl);
     MT_CHECK_OK(tp_->AllReduce(x_[0], x_[0], n * C, DTypeOf<T>::value));
   }
+  kernels::RoundToDType(x_[0], n * C, options_.compute_dtype);
   for (int64_t l = 0; l < L; ++l) {
     Layer& ly = layers_[l];
     if (hooks_ != nullptr) hooks_->BeforeForward(static_cast<int>(l));
@@ -426,6 +431,7 @@ LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
     ly.attn.Forward(ly.h, x_[l]);
     ph.Next("fwd.norm");
     kernels::RmsNormForward(ly.hn, ly.rstd2, ly.h, ly.norm2, n, C, c.rms_norm_eps);
+    kernels::RoundToDType(ly.hn, n * C, options_.compute_dtype);
     ph.Next(nullptr);
     if (ly.is_moe) {
       z_sum_ += ly.moe.Forward(ffn_out_, ly.hn, aux_counts_.data(), aux_prob_sum_.data());
@@ -437,12 +443,15 @@ LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
     }
     ph.Next("fwd.residual");
     kernels::Add(x_[l + 1], ly.h, ffn_out_, n * C);
+    kernels::RoundToDType(x_[l + 1], n * C, options_.compute_dtype);
     if (hooks_ != nullptr) hooks_->AfterForward(static_cast<int>(l));
   }
   ph.Next("fwd.norm");
   kernels::RmsNormForward(xf_, rstd_f_, x_[L], final_norm_, n, C, c.rms_norm_eps);
+  kernels::RoundToDType(xf_, n * C, options_.compute_dtype);
   ph.Next("fwd.head.gemm");
   kernels::LinearForward(logits_, xf_, head_, n, C, Vl);
+  kernels::RoundToDType(logits_, n * Vl, options_.compute_dtype);
   ph.Next("fwd.ce");
   LossBreakdown r;
   int64_t num_targets = 0;
@@ -535,12 +544,15 @@ void Model<T>::Backward(double scale) {
     kernels::CrossEntropyShardBackward(dlogits_, logits_, ce_lse_, targets_, dloss, n, V, v_begin_,
                                        Vl, kIgnoreIndex);
   }
+  kernels::RoundToDType(dlogits_, n * Vl, options_.compute_dtype);
   ph.Next("bwd.head.gemm");
   kernels::LinearBackward(dh_, dhead_, dlogits_, xf_, head_, n, C, Vl);
   if (tp_ != nullptr)  // vocab-parallel head: the input gradient is partial over tp
     MT_CHECK_OK(tp_->AllReduce(dh_, dh_, n * C, DTypeOf<T>::value));
+  kernels::RoundToDType(dh_, n * C, options_.compute_dtype);
   ph.Next("bwd.norm");
   kernels::RmsNormBackward(dcur_, dfinal_norm_, dh_, x_[L], final_norm_, rstd_f_, n, C);
+  kernels::RoundToDType(dcur_, n * C, options_.compute_dtype);
   ph.Next(nullptr);
 
   // Router loss coefficients shared by all MoE layers (see kernels/router.h).
@@ -571,6 +583,7 @@ void Model<T>::Backward(double scale) {
     kernels::RmsNormBackward(dh_, ly.dnorm2, dffn_, ly.h, ly.norm2, ly.rstd2, n, C);
     ph.Next("bwd.residual");
     kernels::AddInPlace(dh_, dcur_, n * C);
+    kernels::RoundToDType(dh_, n * C, options_.compute_dtype);
     ph.Next(nullptr);
     ly.attn.Backward(dnext_, dh_, x_[l]);
     std::swap(dcur_, dnext_);

@@ -11,6 +11,11 @@
 // Memory is planned at Create() from (config, batch, seq): one arena per category (params, grads,
 // buffers, activations, workspace, rope); Forward/Backward allocate nothing. Parameters and grads are
 // T (float or double — double is the reference for gradient checks).
+// options.compute_dtype bf16 / f16 (mixed precision on CPU): every activation and activation
+// gradient the GPU path stores in 16 bits is rounded to that dtype where it is written (residual
+// stream, normed inputs, q/k/v/att, SwiGLU inputs/outputs, block outputs, logits, and their
+// gradients); norm statistics, softmax, router, loss and parameter gradients stay fp32, and all
+// arithmetic is fp32. Parameters are used as they are (the caller supplies the compute copy).
 // Not thread-safe: one Forward/Backward at a time.
 #pragma once
 
@@ -158,6 +163,12 @@ class Model {
       t += d->counters().combine;
     }
     return t;
+  }
+
+  // A planned activation or workspace slot by name, e.g. "x.1", "L0.hn", "L0.attn.q", "logits",
+  // "ws.dlogits", "ws.attn.dxn" (see Plan): for tests and memory tools. Aborts on an unknown name.
+  TensorView Slot(const std::string& name) const {
+    return acts_.Has(name) ? acts_.Get(name) : ws_.Get(name);
   }
 
   // Planned bytes per arena category.

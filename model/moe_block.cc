@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/phase_timer.h"
+#include "kernels/cast.h"
 #include "kernels/elementwise.h"
 #include "kernels/grouped_matmul.h"
 #include "kernels/matmul.h"
@@ -143,9 +144,13 @@ double MoeBlock<T>::Forward(T* y, const T* hn, double* aux_counts, double* aux_p
   kernels::GroupedMatmulForward(a_, ex_in_, w_.w1.data(), ex_off_, local_e_, c_, f_);
   kernels::GroupedMatmulForward(b_, ex_in_, w_.w3.data(), ex_off_, local_e_, c_, f_);
   ph.Next("fwd.swiglu");
+  kernels::RoundToDType(a_, ex_rows_ * f_, store_);
+  kernels::RoundToDType(b_, ex_rows_ * f_, store_);
   kernels::SwigluForward(h_, a_, b_, ex_rows_ * f_);
+  kernels::RoundToDType(h_, ex_rows_ * f_, store_);
   ph.Next("fwd.experts.gemm");
   kernels::GroupedMatmulForward(ex_out, h_, w_.w2.data(), ex_off_, local_e_, f_, c_);
+  kernels::RoundToDType(ex_out, ex_rows_ * c_, store_);
   if (disp_ != nullptr) {
     ph.Next("fwd.dispatch");
     MT_CHECK_OK(disp_->Combine(ly_, ys_));
@@ -163,6 +168,7 @@ double MoeBlock<T>::Forward(T* y, const T* hn, double* aux_counts, double* aux_p
     PhaseScope tp_phase("fwd.moe.tp_allreduce");
     MT_CHECK_OK(tp_->AllReduce(y, y, n_ * c_, DTypeOf<T>::value));
   }
+  kernels::RoundToDType(y, n_ * c_, store_);
   return z_sum;
 }
 
@@ -171,6 +177,7 @@ void MoeBlock<T>::Backward(T* dhn, const T* dy, const T* hn, const double* aux_c
   // Combine backward: gradients for the expert outputs and the combine weights.
   PhaseScope ph("bwd.permute");
   kernels::UnpermuteBackward(dys_, dweight_, dy, ys_, topk_w_, sorted_pos_, n_, k_, c_);
+  kernels::RoundToDType(dys_, m_ * c_, store_);  // (dweight stays fp32: router side)
   if (tp_ != nullptr)  // dweight = <dy, ys> read this rank's partial ys: sum over tp
     MT_CHECK_OK(tp_->AllReduce(dweight_, dweight_, n_ * k_, DTypeOf<T>::value));
   // Expert parallel: the gradient of Combine is Dispatch (same plan as the forward).
@@ -186,12 +193,16 @@ void MoeBlock<T>::Backward(T* dhn, const T* dy, const T* hn, const double* aux_c
   ph.Next("bwd.experts.gemm");
   kernels::GroupedMatmulBackward(dh_, w_.dw2.data(), ex_dy, h_, w_.w2.data(), ex_off_, local_e_, f_, c_);
   ph.Next("bwd.swiglu");
+  kernels::RoundToDType(dh_, ex_rows_ * f_, store_);
   kernels::SwigluBackward(da_, db_, dh_, a_, b_, ex_rows_ * f_);
+  kernels::RoundToDType(da_, ex_rows_ * f_, store_);
+  kernels::RoundToDType(db_, ex_rows_ * f_, store_);
   ph.Next("bwd.experts.gemm");
   kernels::GroupedMatmulBackward(ex_dx, w_.dw1.data(), da_, ex_in_, w_.w1.data(), ex_off_, local_e_, c_, f_);
   kernels::GroupedMatmulBackward(dxs2_, w_.dw3.data(), db_, ex_in_, w_.w3.data(), ex_off_, local_e_, c_, f_);
   ph.Next("bwd.permute");
   kernels::AddInPlace(ex_dx, dxs2_, ex_rows_ * c_);
+  kernels::RoundToDType(ex_dx, ex_rows_ * c_, store_);
   // ... and the gradient of Dispatch is Combine.
   if (disp_ != nullptr) {
     ph.Next("bwd.dispatch");
@@ -215,6 +226,7 @@ void MoeBlock<T>::Backward(T* dhn, const T* dy, const T* hn, const double* aux_c
                           n_, shape_);
   kernels::Matmul(dhn, dlogits_, w_.gate, n_, c_, e_, false, false, T(1), T(1));
   kernels::LinearBackward<T>(nullptr, w_.dgate, dlogits_, hn, w_.gate, n_, c_, e_);
+  kernels::RoundToDType(dhn, n_ * c_, store_);
 }
 
 template class MoeBlock<float>;

@@ -12,6 +12,10 @@
 // AllReduces the combine-weight gradient (it reads the partial expert outputs) and the expert /
 // shared input gradient over tp, then adds the (replicated) router's input gradient.
 // REQUIRES: ExpertWidth() % t == 0 (and SharedWidth()).
+// Mixed precision (set_store_dtype bf16/f16): the expert rows' a, b, h, outputs, the combined y and
+// the gradients dys, dh, da, db, dxs, dhn are rounded to that dtype where they are written (xs are
+// copies of the already rounded hn). Router logits, scores, combine weights and their gradients
+// stay fp32 (DeepSeek-V3 / Megatron run the router in fp32), as does all arithmetic.
 #pragma once
 
 #include <vector>
@@ -55,6 +59,12 @@ class MoeBlock {
 
   // y(N,C) (overwrite) from hn(N,C). Adds this layer's aux statistics into aux_counts(E) and
   // aux_prob_sum(E), and returns sum_t logsumexp(logits_t)^2 (for the z-loss).
+  // Activation rounding (kernels/cast.h), also for the shared experts; default kF32 = none.
+  void set_store_dtype(DType dtype) {
+    store_ = dtype;
+    shared_.set_store_dtype(dtype);
+  }
+
   double Forward(T* y, const T* hn, double* aux_counts, double* aux_prob_sum);
   // dhn(N,C) (overwrite) from dy(N,C). aux_coef(E): d loss / d p_te; z_coef: d loss / d sum_t lse^2.
   void Backward(T* dhn, const T* dy, const T* hn, const double* aux_coef, double z_coef);
@@ -68,6 +78,7 @@ class MoeBlock {
   kernels::RouterShape shape_{};
   Weights w_{};
   MlpBlock<T> shared_;
+  DType store_ = DType::kF32;
   int64_t m_ = 0;
   parallel::ExpertDispatcher* disp_ = nullptr;
   parallel::Communicator* tp_ = nullptr;

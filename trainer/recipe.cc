@@ -283,6 +283,9 @@ struct KeySpec {
   std::string name;
   bool is_section = false;
   std::vector<KeySpec> children;                            // sections only
+  // Sections only: when non-empty, a scalar given for the whole section is read as this child
+  // (`activation_checkpointing: full` means `activation_checkpointing: {mode: full}`).
+  std::string scalar_child;
   std::function<void(const YAML::Node&, ValueSite&)> read;  // leaves: parse or report
   std::function<void(YAML::Emitter&)> write;                // leaves: emit the value
 
@@ -508,6 +511,22 @@ KeySpec StringListKey(std::string name, std::vector<std::string>* field) {
   return spec;
 }
 
+// `activation_checkpointing`: {mode, every}, or the mode alone as a scalar.
+KeySpec ActivationCheckpointingSection(ActivationCheckpointingConfig* field) {
+  using model::ActivationCheckpointing;
+  KeySpec spec = Section(
+      "activation_checkpointing",
+      {
+          EnumKey("mode", &field->mode,
+                  {ActivationCheckpointing::kNone, ActivationCheckpointing::kFull,
+                   ActivationCheckpointing::kSelective},
+                  &ActivationCheckpointingName),
+          IntKey("every", &field->every),
+      });
+  spec.scalar_child = "mode";
+  return spec;
+}
+
 // Every key of a recipe, bound to `r`, in the documented order. The model section must list every
 // model::ModelConfig field (keep in sync with model/config.h).
 KeySpec RecipeSchema(Recipe* r) {
@@ -576,9 +595,20 @@ KeySpec RecipeSchema(Recipe* r) {
                           EnumKey("ep_dispatch", &r->parallel.ep_dispatch,
                                   {EpDispatch::kFlat, EpDispatch::kHierarchical}, &EpDispatchName),
                           IntKey("ranks_per_node", &r->parallel.ranks_per_node),
+                          IntKey("zero_stage", &r->parallel.zero_stage),
                       }),
               EnumKey("precision", &r->precision,
                       {Precision::kFp32, Precision::kBf16, Precision::kFp16}, &PrecisionName),
+              Section("loss_scale",
+                      {
+                          NumberKey("initial", &r->loss_scale.initial),
+                          NumberKey("growth_factor", &r->loss_scale.growth_factor),
+                          NumberKey("backoff_factor", &r->loss_scale.backoff_factor),
+                          IntKey("growth_interval", &r->loss_scale.growth_interval),
+                          IntKey("hysteresis", &r->loss_scale.hysteresis),
+                          NumberKey("min", &r->loss_scale.min),
+                      }),
+              ActivationCheckpointingSection(&r->activation_checkpointing),
               Section("logging",
                       {
                           IntKey("every_steps", &r->logging.every_steps),
@@ -637,9 +667,17 @@ class Reader {
     }
     site.RecordKey(value);
     if (value.IsNull()) return;  // `eval:` with nothing under it: all defaults
+    if (!spec.scalar_child.empty() && value.IsScalar()) {  // the shorthand form
+      ReadValue(*spec.Find(spec.scalar_child), key, value, JoinPath(path, spec.scalar_child),
+                origin);
+      return;
+    }
     if (!value.IsMap()) {
-      site.Fail(value, absl::StrCat("expected a mapping of ", path.empty() ? "sections" : path,
-                                    " keys, got ", Describe(value)));
+      const std::string shorthand =
+          spec.scalar_child.empty() ? "" : absl::StrCat("a ", spec.scalar_child, " value or ");
+      site.Fail(value, absl::StrCat("expected ", shorthand, "a mapping of ",
+                                    path.empty() ? "sections" : path, " keys, got ",
+                                    Describe(value)));
       return;
     }
     std::map<std::string, YAML::Mark> seen;
@@ -727,10 +765,10 @@ class Validator {
     CheckOptim();
     CheckSchedule();
     CheckBatch();
-    if (r_.precision != Precision::kFp32)
-      Fail("precision",
-           absl::StrCat(std::string(PrecisionName(r_.precision)),
-                        " is not implemented yet; only fp32 is (set precision: fp32)"));
+    CheckLossScale();
+    if (r_.activation_checkpointing.every < 1)
+      Fail("activation_checkpointing.every",
+           absl::StrCat("must be >= 1, got ", r_.activation_checkpointing.every));
     if (r_.logging.every_steps < 1)
       Fail("logging.every_steps", absl::StrCat("must be >= 1, got ", r_.logging.every_steps));
     if (r_.eval.every_steps < 0)
@@ -837,6 +875,31 @@ class Validator {
     if (p.ranks_per_node < 0)
       Fail("parallel.ranks_per_node",
            absl::StrCat("must be >= 0 (0 = from hostnames), got ", p.ranks_per_node));
+    if (p.zero_stage < 0 || p.zero_stage > 3)
+      Fail("parallel.zero_stage", absl::StrCat("must be 0, 1, 2 or 3, got ", p.zero_stage));
+  }
+
+  // The same rules as optim::ValidateLossScalerConfig, reported with the recipe's locations.
+  void CheckLossScale() {
+    const LossScaleConfig& s = r_.loss_scale;
+    const bool min_ok = s.min > 0;
+    if (!min_ok) Fail("loss_scale.min", absl::StrCat("must be > 0, got ", FormatNumber(s.min)));
+    if (!(s.initial > 0)) {
+      Fail("loss_scale.initial", absl::StrCat("must be > 0, got ", FormatNumber(s.initial)));
+    } else if (min_ok && s.initial < s.min) {
+      Fail("loss_scale.initial", absl::StrCat("must be >= loss_scale.min (", FormatNumber(s.min),
+                                              "), got ", FormatNumber(s.initial)));
+    }
+    if (!(s.growth_factor > 1))
+      Fail("loss_scale.growth_factor",
+           absl::StrCat("must be > 1, got ", FormatNumber(s.growth_factor)));
+    if (!(s.backoff_factor > 0 && s.backoff_factor < 1))
+      Fail("loss_scale.backoff_factor",
+           absl::StrCat("must be in (0, 1), got ", FormatNumber(s.backoff_factor)));
+    if (s.growth_interval < 1)
+      Fail("loss_scale.growth_interval", absl::StrCat("must be >= 1, got ", s.growth_interval));
+    if (s.hysteresis < 1)
+      Fail("loss_scale.hysteresis", absl::StrCat("must be >= 1, got ", s.hysteresis));
   }
 
   void CheckCheckpoint() {
@@ -894,6 +957,50 @@ std::string_view PrecisionName(Precision precision) {
       return "fp16";
   }
   return "unknown";
+}
+
+DType ComputeDType(Precision precision) {
+  switch (precision) {
+    case Precision::kFp32:
+      return DType::kF32;
+    case Precision::kBf16:
+      return DType::kBF16;
+    case Precision::kFp16:
+      return DType::kF16;
+  }
+  return DType::kF32;
+}
+
+std::string_view ActivationCheckpointingName(model::ActivationCheckpointing mode) {
+  switch (mode) {
+    case model::ActivationCheckpointing::kNone:
+      return "none";
+    case model::ActivationCheckpointing::kFull:
+      return "full";
+    case model::ActivationCheckpointing::kSelective:
+      return "selective";
+  }
+  return "unknown";
+}
+
+model::ModelOptions ModelOptionsFromRecipe(const Recipe& recipe) {
+  model::ModelOptions options;
+  options.compute_dtype = ComputeDType(recipe.precision);
+  options.checkpointing = recipe.activation_checkpointing.mode;
+  options.checkpoint_every = recipe.activation_checkpointing.every;
+  return options;
+}
+
+optim::LossScalerConfig LossScalerConfigFromRecipe(const Recipe& recipe) {
+  const LossScaleConfig& s = recipe.loss_scale;
+  optim::LossScalerConfig c;
+  c.initial_scale = s.initial;
+  c.growth_factor = s.growth_factor;
+  c.backoff_factor = s.backoff_factor;
+  c.growth_interval = s.growth_interval;
+  c.hysteresis = s.hysteresis;
+  c.min_scale = s.min;
+  return c;
 }
 
 std::string_view EpDispatchName(EpDispatch mode) {

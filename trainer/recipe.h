@@ -8,7 +8,10 @@
 //   optim:      lr, betas, eps, weight_decay, grad_clip
 //   schedule:   warmup_steps, decay, min_lr, total_steps (trainer/lr_schedule.h)
 //   batch:      micro_batch, grad_accum, seq_len
-//   precision:  fp32 | bf16 | fp16                       (only fp32 is implemented)
+//   parallel:   tp, ep, ep_dispatch, ranks_per_node, zero_stage
+//   precision:  fp32 | bf16 | fp16
+//   loss_scale: initial, growth_factor, backoff_factor, growth_interval, hysteresis, min  (fp16)
+//   activation_checkpointing: none | full | selective, or {mode: ..., every: n}
 //   logging:    every_steps, metrics_file
 //   eval:       every_steps, batches
 //   checkpoint: dir, every_steps, keep, async            (placeholder: every_steps must be 0)
@@ -46,15 +49,41 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "model/config.h"
+#include "model/model_options.h"
+#include "optim/loss_scaler.h"
 #include "trainer/lr_schedule.h"
 
 namespace moetrain::trainer {
 
-// Numeric precision of the training step. Only kFp32 is implemented: the others fail validation.
+// Numeric precision of the training step (docs/precision.md): fp32, or bf16 / fp16 compute copies
+// with fp32 master weights; fp16 uses the dynamic loss scaler.
 enum class Precision { kFp32, kBf16, kFp16 };
 
 // "fp32", "bf16" or "fp16": the spelling used in recipes.
 std::string_view PrecisionName(Precision precision);
+// kF32, kBF16 or kF16.
+DType ComputeDType(Precision precision);
+
+// Dynamic loss scaling (optim/loss_scaler.h). Allowed with any precision; used with fp16 (bf16 and
+// fp32 run a static scale of 1).
+struct LossScaleConfig {
+  double initial = 65536.0;        // 2^16; finite, > 0 and >= min
+  double growth_factor = 2.0;      // > 1
+  double backoff_factor = 0.5;     // in (0, 1)
+  int64_t growth_interval = 1000;  // consecutive good steps before growing; >= 1
+  int64_t hysteresis = 2;          // overflows tolerated before backing off; >= 1
+  double min = 1.0;                // > 0: the scale never backs off below it
+};
+
+// Activation checkpointing (model/model_options.h). In YAML either a scalar (the mode) or a mapping
+// {mode: none | full | selective, every: n}.
+struct ActivationCheckpointingConfig {
+  model::ActivationCheckpointing mode = model::ActivationCheckpointing::kNone;
+  int every = 1;  // checkpoint layers l with l % every == 0; >= 1
+};
+
+// "none", "full" or "selective".
+std::string_view ActivationCheckpointingName(model::ActivationCheckpointing mode);
 
 struct DataConfig {
   std::string tokenizer;  // REQUIRED, non-empty: path to a SentencePiece .model file
@@ -113,6 +142,8 @@ struct ParallelConfig {
   int64_t ep = 1;                          // expert parallel size; >= 1, divides num_local_experts
   EpDispatch ep_dispatch = EpDispatch::kFlat;  // flat | hierarchical (node-aware two-stage exchange)
   int64_t ranks_per_node = 0;              // 0 = from hostnames; > 0 forms "nodes" of that many ranks
+  int64_t zero_stage = 0;                  // ZeRO: 0 off, 1 optimizer state, 2 + gradients,
+                                           // 3 + parameters sharded over dp (experts over edp)
 };
 
 // The model section's default: model::ModelConfig's defaults, with vocab_size taken from the
@@ -130,6 +161,8 @@ struct Recipe {
   BatchConfig batch;
   ParallelConfig parallel;
   Precision precision = Precision::kFp32;
+  LossScaleConfig loss_scale;
+  ActivationCheckpointingConfig activation_checkpointing;
   LoggingConfig logging;
   EvalConfig eval;
   CheckpointConfig checkpoint;
@@ -157,6 +190,13 @@ absl::Status ValidateRecipe(const Recipe& recipe);
 // ParseRecipe(RecipeToYaml(r), ...) gives back r exactly (doubles are written in shortest
 // round-trip form). REQUIRES: nothing; a recipe that fails validation is written as is.
 std::string RecipeToYaml(const Recipe& recipe);
+
+// The model's per-run options: compute dtype from precision, activation checkpointing mode / every.
+model::ModelOptions ModelOptionsFromRecipe(const Recipe& recipe);
+
+// The loss scaler for the recipe: the loss_scale section's values (LossScaler::Dynamic for fp16;
+// bf16 / fp32 use LossScaler::Static()).
+optim::LossScalerConfig LossScalerConfigFromRecipe(const Recipe& recipe);
 
 // Fills in model.vocab_size from the tokenizer when the recipe says `auto` (and clears
 // vocab_size_auto). With an explicit vocab_size, checks that it covers every tokenizer id.

@@ -84,7 +84,19 @@ batch:
   micro_batch: 4
   grad_accum: 2
   seq_len: 64
-precision: fp32
+parallel:
+  zero_stage: 3
+precision: fp16
+loss_scale:
+  initial: 1024
+  growth_factor: 4
+  backoff_factor: 0.25
+  growth_interval: 50
+  hysteresis: 3
+  min: 0.5
+activation_checkpointing:
+  mode: selective
+  every: 2
 logging:
   every_steps: 5
   metrics_file: out/m.jsonl
@@ -170,6 +182,15 @@ void ExpectSameRecipe(const Recipe& a, const Recipe& b) {
   EXPECT_EQ(a.parallel.ep, b.parallel.ep);
   EXPECT_EQ(a.parallel.ep_dispatch, b.parallel.ep_dispatch);
   EXPECT_EQ(a.parallel.ranks_per_node, b.parallel.ranks_per_node);
+  EXPECT_EQ(a.parallel.zero_stage, b.parallel.zero_stage);
+  EXPECT_EQ(a.loss_scale.initial, b.loss_scale.initial);
+  EXPECT_EQ(a.loss_scale.growth_factor, b.loss_scale.growth_factor);
+  EXPECT_EQ(a.loss_scale.backoff_factor, b.loss_scale.backoff_factor);
+  EXPECT_EQ(a.loss_scale.growth_interval, b.loss_scale.growth_interval);
+  EXPECT_EQ(a.loss_scale.hysteresis, b.loss_scale.hysteresis);
+  EXPECT_EQ(a.loss_scale.min, b.loss_scale.min);
+  EXPECT_EQ(a.activation_checkpointing.mode, b.activation_checkpointing.mode);
+  EXPECT_EQ(a.activation_checkpointing.every, b.activation_checkpointing.every);
 }
 
 TEST(RecipeTest, FullRecipeParsesEveryField) {
@@ -215,7 +236,16 @@ TEST(RecipeTest, FullRecipeParsesEveryField) {
   EXPECT_EQ(r.batch.micro_batch, 4);
   EXPECT_EQ(r.batch.grad_accum, 2);
   EXPECT_EQ(r.batch.seq_len, 64);
-  EXPECT_EQ(r.precision, Precision::kFp32);
+  EXPECT_EQ(r.parallel.zero_stage, 3);
+  EXPECT_EQ(r.precision, Precision::kFp16);
+  EXPECT_EQ(r.loss_scale.initial, 1024.0);
+  EXPECT_EQ(r.loss_scale.growth_factor, 4.0);
+  EXPECT_EQ(r.loss_scale.backoff_factor, 0.25);
+  EXPECT_EQ(r.loss_scale.growth_interval, 50);
+  EXPECT_EQ(r.loss_scale.hysteresis, 3);
+  EXPECT_EQ(r.loss_scale.min, 0.5);
+  EXPECT_EQ(r.activation_checkpointing.mode, model::ActivationCheckpointing::kSelective);
+  EXPECT_EQ(r.activation_checkpointing.every, 2);
   EXPECT_EQ(r.logging.every_steps, 5);
   EXPECT_EQ(r.logging.metrics_file, "out/m.jsonl");
   EXPECT_EQ(r.eval.every_steps, 50);
@@ -247,6 +277,10 @@ TEST(RecipeTest, DefaultsApply) {
   EXPECT_EQ(r.optim.lr, 3e-4);
   EXPECT_EQ(r.schedule.decay, DecayKind::kCosine);
   EXPECT_EQ(r.precision, Precision::kFp32);
+  EXPECT_EQ(r.parallel.zero_stage, 0);
+  EXPECT_EQ(r.activation_checkpointing.mode, model::ActivationCheckpointing::kNone);
+  EXPECT_EQ(r.activation_checkpointing.every, 1);
+  EXPECT_EQ(r.loss_scale.initial, 65536.0);
   EXPECT_EQ(r.seed, 1234u);
   EXPECT_EQ(r.threads, 0);
   EXPECT_TRUE(r.sample.prompts.empty());
@@ -420,11 +454,93 @@ TEST(RecipeTest, YamlSyntaxError) {
   EXPECT_THAT(ParseError(WithData("---\nseed: 1\n")), HasSubstr("one YAML document"));
 }
 
-TEST(RecipeTest, ReducedPrecisionIsNotImplementedYet) {
-  const std::string msg = ParseError(WithData("precision: bf16\n"));
-  EXPECT_THAT(msg, HasSubstr("r.yaml:4:12: precision: bf16 is not implemented yet"));
-  EXPECT_THAT(ParseError(WithData("precision: fp16\n")),
-              HasSubstr("r.yaml:4:12: precision: fp16 is not implemented yet"));
+TEST(RecipeTest, PrecisionAndModelOptions) {
+  using model::ActivationCheckpointing;
+  const Recipe bf16 = ParseOk(WithData("precision: bf16\n"));
+  EXPECT_EQ(bf16.precision, Precision::kBf16);
+  EXPECT_EQ(ModelOptionsFromRecipe(bf16).compute_dtype, DType::kBF16);
+  EXPECT_EQ(ModelOptionsFromRecipe(ParseOk(WithData("precision: fp16\n"))).compute_dtype,
+            DType::kF16);
+  const model::ModelOptions fp32 = ModelOptionsFromRecipe(ParseOk(WithData("")));
+  EXPECT_EQ(fp32.compute_dtype, DType::kF32);
+  EXPECT_EQ(fp32.checkpointing, ActivationCheckpointing::kNone);
+  EXPECT_EQ(fp32.checkpoint_every, 1);
+  EXPECT_THAT(ParseError(WithData("precision: bf17\n")),
+              HasSubstr("r.yaml:4:12: precision: expected one of fp32 | bf16 | fp16, got 'bf17' "
+                        "(did you mean bf16?)"));
+}
+
+TEST(RecipeTest, ActivationCheckpointingScalarOrMapping) {
+  using model::ActivationCheckpointing;
+  const Recipe full = ParseOk(WithData("activation_checkpointing: full\n"));
+  EXPECT_EQ(full.activation_checkpointing.mode, ActivationCheckpointing::kFull);
+  EXPECT_EQ(full.activation_checkpointing.every, 1);
+  const Recipe sel =
+      ParseOk(WithData("activation_checkpointing:\n  mode: selective\n  every: 3\n"));
+  const model::ModelOptions o = ModelOptionsFromRecipe(sel);
+  EXPECT_EQ(o.checkpointing, ActivationCheckpointing::kSelective);
+  EXPECT_EQ(o.checkpoint_every, 3);
+  const Recipe set = ParseOk(WithData(""), {"activation_checkpointing=full",
+                                            "activation_checkpointing.every=2"});
+  EXPECT_EQ(set.activation_checkpointing.mode, ActivationCheckpointing::kFull);
+  EXPECT_EQ(set.activation_checkpointing.every, 2);
+  EXPECT_THAT(ParseError(WithData("activation_checkpointing: some\n")),
+              HasSubstr("r.yaml:4:27: activation_checkpointing.mode: expected one of none | full | "
+                        "selective, got 'some'"));
+  EXPECT_THAT(ParseError(WithData("activation_checkpointing:\n  mode: full\n  every: 0\n")),
+              HasSubstr("r.yaml:6:10: activation_checkpointing.every: must be >= 1, got 0"));
+  EXPECT_THAT(ParseError(WithData("activation_checkpointing: [full]\n")),
+              HasSubstr("r.yaml:4:27: activation_checkpointing: expected a mode value or a mapping "
+                        "of activation_checkpointing keys, got a list"));
+  EXPECT_THAT(ParseError(WithData("activation_checkpointing:\n  evry: 2\n")),
+              HasSubstr("r.yaml:5:3: activation_checkpointing.evry: unknown key; did you mean "
+                        "activation_checkpointing.every?"));
+}
+
+TEST(RecipeTest, ZeroStage) {
+  EXPECT_EQ(ParseOk(WithData("")).parallel.zero_stage, 0);
+  for (int stage = 0; stage <= 3; ++stage)
+    EXPECT_EQ(ParseOk(WithData("parallel:\n  zero_stage: " + std::to_string(stage) + "\n"))
+                  .parallel.zero_stage,
+              stage);
+  EXPECT_THAT(ParseError(WithData("parallel:\n  zero_stage: 4\n")),
+              HasSubstr("r.yaml:5:15: parallel.zero_stage: must be 0, 1, 2 or 3, got 4"));
+  EXPECT_THAT(ParseError(WithData("parallel:\n  zero_stage: -1\n")),
+              HasSubstr("r.yaml:5:15: parallel.zero_stage: must be 0, 1, 2 or 3, got -1"));
+}
+
+TEST(RecipeTest, LossScale) {
+  const Recipe d = ParseOk(WithData(""));
+  const optim::LossScalerConfig defaults;  // the recipe's defaults are the scaler's
+  const optim::LossScalerConfig c = LossScalerConfigFromRecipe(d);
+  EXPECT_EQ(c.initial_scale, defaults.initial_scale);
+  EXPECT_EQ(c.growth_factor, defaults.growth_factor);
+  EXPECT_EQ(c.backoff_factor, defaults.backoff_factor);
+  EXPECT_EQ(c.growth_interval, defaults.growth_interval);
+  EXPECT_EQ(c.hysteresis, defaults.hysteresis);
+  EXPECT_EQ(c.min_scale, defaults.min_scale);
+  const Recipe r = ParseOk(
+      WithData("precision: fp16\nloss_scale:\n  initial: 8\n  hysteresis: 1\n  min: 2\n"));
+  const optim::LossScalerConfig rc = LossScalerConfigFromRecipe(r);
+  EXPECT_EQ(rc.initial_scale, 8.0);
+  EXPECT_EQ(rc.hysteresis, 1);
+  EXPECT_EQ(rc.min_scale, 2.0);
+  EXPECT_TRUE(optim::LossScaler::Dynamic(rc).ok());  // every recipe that validates makes a scaler
+  // Allowed with any precision.
+  EXPECT_EQ(ParseOk(WithData("loss_scale:\n  initial: 4\n")).loss_scale.initial, 4.0);
+  const std::string bad = ParseError(WithData(
+      "loss_scale:\n  initial: 0.5\n  growth_factor: 1\n  backoff_factor: 1.5\n"
+      "  growth_interval: 0\n  hysteresis: 0\n"));
+  EXPECT_THAT(bad, HasSubstr("r.yaml:5:12: loss_scale.initial: must be >= loss_scale.min (1.0), "
+                             "got 0.5"));
+  EXPECT_THAT(bad, HasSubstr("r.yaml:6:18: loss_scale.growth_factor: must be > 1, got 1.0"));
+  EXPECT_THAT(bad, HasSubstr("r.yaml:7:19: loss_scale.backoff_factor: must be in (0, 1), got 1.5"));
+  EXPECT_THAT(bad, HasSubstr("r.yaml:8:20: loss_scale.growth_interval: must be >= 1, got 0"));
+  EXPECT_THAT(bad, HasSubstr("r.yaml:9:15: loss_scale.hysteresis: must be >= 1, got 0"));
+  EXPECT_THAT(ParseError(WithData("loss_scale:\n  min: 0\n")),
+              HasSubstr("r.yaml:5:8: loss_scale.min: must be > 0, got 0.0"));
+  EXPECT_THAT(ParseError(WithData(""), {"loss_scale.hysteresis=x"}),
+              HasSubstr("--set loss_scale.hysteresis: loss_scale.hysteresis: expected an integer"));
 }
 
 TEST(RecipeTest, CheckpointingIsNotImplementedYet) {
@@ -533,8 +649,10 @@ TEST(RecipeTest, BadOverridesNameTheFlag) {
   EXPECT_THAT(ParseError(text, {"schedule.warmup_steps=5000"}),
               HasSubstr("--set schedule.warmup_steps: schedule.warmup_steps: must be <= "
                         "schedule.total_steps"));
-  EXPECT_THAT(ParseError(text, {"precision=bf16"}),
-              HasSubstr("--set precision: precision: bf16 is not implemented yet"));
+  EXPECT_THAT(ParseError(text, {"precision=bf32"}),
+              HasSubstr("--set precision: precision: expected one of fp32 | bf16 | fp16"));
+  EXPECT_THAT(ParseError(text, {"parallel.zero_stage=5"}),
+              HasSubstr("--set parallel.zero_stage: parallel.zero_stage: must be 0, 1, 2 or 3"));
   EXPECT_THAT(ParseError(text, {"optim.lr"}), HasSubstr("--set optim.lr: expected key.path=value"));
   EXPECT_THAT(ParseError(text, {"optim.lr=[1"}),
               HasSubstr("--set optim.lr: optim.lr: cannot parse the value '[1' as YAML"));
@@ -568,7 +686,8 @@ TEST(RecipeTest, RecipeToYamlRoundTrips) {
   // Every section appears, defaults included.
   for (const char* key : {"model:", "data:", "optim:", "schedule:", "batch:", "precision: fp32",
                           "logging:", "eval:", "checkpoint:", "sample:", "seed: 1234", "threads: 0",
-                          "vocab_size: 4096", "decay: cosine"}) {
+                          "vocab_size: 4096", "decay: cosine", "zero_stage: 0", "loss_scale:",
+                          "activation_checkpointing:", "mode: none", "every: 1"}) {
     EXPECT_THAT(yaml, HasSubstr(key));
   }
 }
@@ -579,12 +698,15 @@ TEST(RecipeTest, ValidateRecipeForRecipesBuiltInCode) {
   r.data.shards = "s";
   EXPECT_TRUE(ValidateRecipe(r).ok());
   r.precision = Precision::kBf16;
+  EXPECT_TRUE(ValidateRecipe(r).ok());
+  r.loss_scale.backoff_factor = 0;
   r.schedule.warmup_steps = 2000;
   const absl::Status status = ValidateRecipe(r);
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(status.message()),
               HasSubstr("schedule.warmup_steps: must be <= schedule.total_steps (1000), got 2000"));
-  EXPECT_THAT(std::string(status.message()), HasSubstr("\nprecision: bf16 is not implemented yet"));
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("\nloss_scale.backoff_factor: must be in (0, 1), got 0.0"));
 }
 
 TEST(RecipeTest, LoadRecipeReadsFiles) {
