@@ -85,6 +85,10 @@ class TokenShards {
   int64_t num_tokens(Split split) const { return meta_.split(split).num_tokens; }
   int64_t num_documents(Split split) const { return meta_.split(split).num_documents; }
   std::string file_path(Split split) const;
+  // Bytes of both mapped token files (what reading every token makes resident).
+  size_t MappedBytes() const {
+    return 4 * static_cast<size_t>(num_tokens(Split::kTrain) + num_tokens(Split::kVal));
+  }
 
   const TokenShardsMeta& meta() const { return meta_; }
   int32_t vocab_size() const { return meta_.vocab_size; }

@@ -171,6 +171,12 @@ class Model {
     return acts_.Has(name) ? acts_.Get(name) : ws_.Get(name);
   }
 
+  // Staging buffers of the expert dispatchers (planned at Create for the dropless worst case).
+  size_t DispatchBufferBytes() const {
+    size_t b = 0;
+    for (const auto& d : dispatchers_) b += static_cast<size_t>(d->buffer_bytes());
+    return b;
+  }
   // Planned bytes per arena category.
   std::map<std::string, size_t> MemoryPlan() const;
 

@@ -5,6 +5,7 @@
 
 #include "core/phase_timer.h"
 #include "kernels/adamw.h"
+#include "kernels/cast.h"
 #include "kernels/elementwise.h"
 
 namespace moetrain::optim {
@@ -14,16 +15,10 @@ namespace {
 template <typename T>
 void RoundCopy(const T* src, T* dst, int64_t n, DType compute) {
   if constexpr (std::is_same_v<T, float>) {
-    if (compute == DType::kBF16) {
-      for (int64_t i = 0; i < n; ++i) dst[i] = Bf16ToFloat(FloatToBf16(src[i]));
-      return;
-    }
-    if (compute == DType::kF16) {
-      for (int64_t i = 0; i < n; ++i) dst[i] = F16ToFloat(FloatToF16(src[i]));
-      return;
-    }
+    kernels::CastRound(src, dst, n, compute);
+  } else {
+    if (src != dst) std::memcpy(dst, src, n * sizeof(T));
   }
-  if (src != dst) std::memcpy(dst, src, n * sizeof(T));
 }
 
 }  // namespace

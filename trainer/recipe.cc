@@ -906,11 +906,8 @@ class Validator {
     const CheckpointConfig& c = r_.checkpoint;
     if (c.every_steps < 0) {
       Fail("checkpoint.every_steps", absl::StrCat("must be >= 0 (0 = off), got ", c.every_steps));
-    } else if (c.every_steps > 0) {
-      Fail("checkpoint.every_steps",
-           absl::StrCat("checkpointing is not implemented yet; set checkpoint.every_steps: 0 (got ",
-                        c.every_steps, ")"));
     }
+    if (c.every_steps > 0 && c.dir.empty()) Fail("checkpoint.dir", "must not be empty when every_steps > 0");
     if (c.keep < 0) Fail("checkpoint.keep", absl::StrCat("must be >= 0 (0 = all), got ", c.keep));
   }
 

@@ -14,7 +14,7 @@
 //   activation_checkpointing: none | full | selective, or {mode: ..., every: n}
 //   logging:    every_steps, metrics_file
 //   eval:       every_steps, batches
-//   checkpoint: dir, every_steps, keep, async            (placeholder: every_steps must be 0)
+//   checkpoint: dir, every_steps, keep, async
 //   sample:     prompts, max_new_tokens, temperature, top_p, seed
 //   seed, threads
 //
@@ -116,11 +116,11 @@ struct EvalConfig {
   int64_t batches = 8;      // validation micro-batches per evaluation; > 0
 };
 
-// Placeholder: parsed and validated so recipes can carry it, but checkpointing is not implemented
-// yet, so every_steps must stay 0.
+// Sharded snapshots (docs/checkpoint_format.md): every every_steps steps, at the end of the run and
+// when stopped; `moetrain train --resume auto` continues from the newest one that verifies.
 struct CheckpointConfig {
   std::string dir = "checkpoints";  // where snapshots go
-  int64_t every_steps = 0;          // >= 0; 0 = off; > 0 fails validation (not implemented yet)
+  int64_t every_steps = 0;          // >= 0; 0 = off
   int64_t keep = 3;                 // snapshots kept; >= 0, 0 = keep all
   bool async = true;                // write snapshots in the background
 };

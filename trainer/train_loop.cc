@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "core/logging.h"
@@ -14,8 +15,14 @@
 #include "data/tokenizer.h"
 #include "model/model.h"
 #include "checkpoint/safetensors.h"
-#include "optim/adamw_optimizer.h"
-#include "optim/grad_sync.h"
+#include "checkpoint/snapshot_dir.h"
+#include "checkpoint/snapshot_reader.h"
+#include "checkpoint/snapshot_writer.h"
+#include "core/memory_usage.h"
+#include "optim/loss_scaler.h"
+#include "optim/zero_optimizer.h"
+#include "trainer/memory_plan.h"
+#include "trainer/train_snapshot.h"
 #include "trainer/flops.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/sampling.h"
@@ -38,11 +45,6 @@ std::string FormatDuration(double s) {
   return absl::StrFormat("%ds", t);
 }
 
-std::string FormatBytes(size_t b) {
-  if (b >= (size_t{1} << 30)) return absl::StrFormat("%.2f GiB", b / 1073741824.0);
-  if (b >= (size_t{1} << 20)) return absl::StrFormat("%.2f MiB", b / 1048576.0);
-  return absl::StrFormat("%.1f KiB", b / 1024.0);
-}
 
 // Max over MoE layers of (max tokens per expert / mean tokens per expert); 1 = perfectly balanced.
 double LoadImbalance(const std::vector<std::vector<int64_t>>& counts) {
@@ -79,6 +81,39 @@ class MetricsWriter {
   std::string path_;
   std::ofstream out_;
 };
+
+// Calls fn(spec, local view) for every tensor (parameters and buffers) this rank holds, gathering
+// each parameter group first (ZeRO-3 keeps only two layers resident). Collective over dp / edp.
+absl::Status ForEachHeldTensor(
+    const model::Model<float>& model, optim::ZeroOptimizer<float>& zero,
+    const std::function<absl::Status(const model::ParamSpec&, const TensorView&)>& fn) {
+  for (const model::ParamGroup& g : model.param_groups()) {
+    RETURN_IF_ERROR(zero.Materialize(g.index));
+    for (const model::ParamUnit& u : g.units)
+      for (const model::ParamUnit::Tensor& t : u.tensors)
+        RETURN_IF_ERROR(fn(*t.spec, model.Param(t.spec->name)));
+  }
+  for (const model::ParamSpec& s : model.table().specs())
+    if (s.kind == model::ParamKind::kBuffer && model.Holds(s.name))
+      RETURN_IF_ERROR(fn(s, model.Param(s.name)));
+  return absl::OkStatus();
+}
+
+// "" (start fresh), "auto" (the newest snapshot under checkpoint.dir that verifies; fresh when the
+// directory holds none at all; an error when it holds some but none verifies) or a snapshot dir.
+absl::StatusOr<std::string> ResolveResume(const std::string& resume, const std::string& root) {
+  if (resume.empty() || resume == "none") return std::string();
+  if (resume != "auto") return resume;
+  std::vector<std::string> skipped;
+  absl::StatusOr<std::string> found = checkpoint::FindLatestValid(root, &skipped);
+  for (const std::string& s : skipped) MT_LOG(WARNING) << "resume: skipped " << s;
+  if (found.ok()) return found;
+  if (absl::IsNotFound(found.status()) && skipped.empty()) {
+    MT_LOG(INFO) << "resume auto: no snapshot under " << root << "; starting from step 0";
+    return std::string();
+  }
+  return found.status();
+}
 
 }  // namespace
 
@@ -120,27 +155,34 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
                                              recipe.eval.batches * recipe.batch.micro_batch,
                                              shards.file_path(data::Split::kVal)));
 
-  // Memory: model, optimizer and batch buffers, planned before step 1.
+  // Memory: model, optimizer and batch buffers, planned before step 1. The runtime baseline (binary,
+  // libraries, MPI, tokenizer) is measured here, before any of them exists.
+  const size_t baseline_rss = CurrentRssBytes();
   model::ModelParallel mp;
   if (groups != nullptr) {
     mp.dp = &groups->dp();
     mp.ep = &groups->ep();
+    mp.edp = &groups->edp();
     mp.tp = &groups->tp();
     mp.dispatch = recipe.parallel.ep_dispatch == EpDispatch::kHierarchical
                       ? parallel::DispatchMode::kHierarchical
                       : parallel::DispatchMode::kFlat;
     mp.ranks_per_node = static_cast<int>(recipe.parallel.ranks_per_node);
   }
-  ASSIGN_OR_RETURN(auto model, model::Model<float>::Create(recipe.model, B, S, NumThreads(), mp));
-  model->InitParams(recipe.seed);  // per-tensor seeds: every layout starts from the same weights
-  optim::AdamWConfig oc{recipe.optim.betas[0], recipe.optim.betas[1], recipe.optim.eps,
-                        recipe.optim.weight_decay, recipe.optim.grad_clip};
-  ASSIGN_OR_RETURN(auto optimizer,
-                   optim::AdamWOptimizer<float>::Create(model.get(), oc, mp.ep, mp.tp));
-  std::unique_ptr<optim::GradSync<float>> grad_sync;
-  if (groups != nullptr) {
-    ASSIGN_OR_RETURN(grad_sync,
-                     optim::GradSync<float>::Create(model.get(), &groups->dp(), &groups->edp()));
+  mp.zero_stage = static_cast<int>(recipe.parallel.zero_stage);
+  const model::ModelOptions model_options = ModelOptionsFromRecipe(recipe);
+  ASSIGN_OR_RETURN(auto model, model::Model<float>::Create(recipe.model, B, S, NumThreads(), mp,
+                                                           model_options));
+  optim::ZeroOptions zo;
+  zo.adam = optim::AdamWConfig{recipe.optim.betas[0], recipe.optim.betas[1], recipe.optim.eps,
+                               recipe.optim.weight_decay, recipe.optim.grad_clip};
+  zo.compute_dtype = model_options.compute_dtype;
+  optim::ZeroComms zc;
+  if (groups != nullptr) zc = {&groups->world(), &groups->dp(), &groups->edp(), &groups->tp()};
+  ASSIGN_OR_RETURN(auto optimizer, optim::ZeroOptimizer<float>::Create(model.get(), zo, zc));
+  optim::LossScaler scaler = optim::LossScaler::Static();
+  if (recipe.precision == Precision::kFp16) {
+    ASSIGN_OR_RETURN(scaler, optim::LossScaler::Dynamic(LossScalerConfigFromRecipe(recipe)));
   }
   std::vector<int32_t> tokens(B * S), targets(B * S);
   // Evaluate whole global micro-batches only, so every layout scores the same windows.
@@ -151,21 +193,108 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
         dp * B, " sequences of ", S, " tokens; it has ", eval_sampler.num_windows(), ")"));
   std::vector<int32_t> eval_targets_all(eval_windows * S);
 
-  size_t total = optimizer->StateBytes() + 2 * tokens.size() * sizeof(int32_t);
   if (groups != nullptr)
-    MT_LOG(INFO) << "layout: " << groups->grid().ToString() << "; per-rank micro-batch " << B;
+    MT_LOG(INFO) << "layout: " << groups->grid().ToString() << "; per-rank micro-batch " << B
+                 << "; ZeRO stage " << recipe.parallel.zero_stage;
   MT_LOG(INFO) << "model: " << model->table().NumTrainable() << " parameters ("
                << model->table().size() << " tensors), " << recipe.model.num_hidden_layers
                << " layers, " << recipe.model.num_local_experts << " experts top-"
-               << recipe.model.num_experts_per_tok << ", vocab " << recipe.model.vocab_size;
-  for (const auto& [cat, bytes] : model->MemoryPlan()) {
-    MT_LOG(INFO) << "memory plan: " << cat << " " << FormatBytes(bytes);
-    total += bytes;
-  }
-  MT_LOG(INFO) << "memory plan: optimizer " << FormatBytes(optimizer->StateBytes()) << "; total "
-               << FormatBytes(total);
+               << recipe.model.num_experts_per_tok << ", vocab " << recipe.model.vocab_size
+               << "; precision " << PrecisionName(recipe.precision) << ", activation checkpointing "
+               << ActivationCheckpointingName(model_options.checkpointing);
+  MemoryPlanReport plan;
+  plan.Add("runtime (measured before planning)", baseline_rss);
+  plan.Add("token shards (mapped)", shards.MappedBytes());
+  for (const auto& [cat, bytes] : model->MemoryPlan()) plan.Add(cat, bytes);
+  for (const auto& [cat, bytes] : optimizer->MemoryPlan()) plan.Add(cat, bytes);
+  plan.Add("expert dispatch buffers", model->DispatchBufferBytes());
+  plan.Add("batch buffers", 2 * tokens.size() * sizeof(int32_t) + 2 * eval_targets_all.size() * sizeof(int32_t));
+  for (const std::string& line : plan.Lines()) MT_LOG(INFO) << "memory plan: " << line;
   TrainResult result;
+  result.planned_bytes = plan.total();
   if (options.dry_run) return result;
+
+  // Initial state: a snapshot (resume), weights only (init_from), or the seeded init.
+  SnapshotRanks ranks;
+  if (groups != nullptr)
+    ranks = {groups->rank(), groups->coords().dp_rank, groups->edp().rank(), groups->coords().tp_rank};
+  int64_t start_step = 0;
+  ASSIGN_OR_RETURN(std::string resume_dir, ResolveResume(options.resume, recipe.checkpoint.dir));
+  const std::string& load_dir = !resume_dir.empty() ? resume_dir : options.init_from;
+  if (!load_dir.empty()) {
+    ASSIGN_OR_RETURN(checkpoint::SnapshotReader reader, checkpoint::SnapshotReader::Open(load_dir));
+    if (options.resume != "auto") RETURN_IF_ERROR(reader.Verify());  // auto verified already
+    const bool resuming = !resume_dir.empty();
+    const nlohmann::json& state = reader.meta()["state"];
+    if (resuming && state.contains("tokenizer_checksum") &&
+        state["tokenizer_checksum"] != tokenizer.checksum())
+      return absl::FailedPreconditionError(absl::StrCat(
+          load_dir, ": the snapshot was trained with another tokenizer (checksum ",
+          state["tokenizer_checksum"].dump(), ", ", recipe.data.tokenizer, " has ", tokenizer.checksum(), ")"));
+    RETURN_IF_ERROR(LoadTrainState(reader, *model, *optimizer, resuming));
+    if (resuming) {
+      start_step = reader.step();
+      if (state.contains("loss_scaler") && scaler.dynamic()) {
+        const nlohmann::json& ls = state["loss_scaler"];
+        RETURN_IF_ERROR(scaler.SetState({ls.value("scale", 1.0), ls.value("good_steps", int64_t{0}),
+                                         ls.value("hysteresis_left", int64_t{1})}));
+      }
+    }
+    MT_LOG(INFO) << (resuming ? "resumed from " : "initial weights from ") << load_dir << " (step "
+                 << reader.step() << ", written by " << reader.world_size() << " ranks)";
+  } else {
+    optimizer->InitFromSeed(recipe.seed);  // per-tensor seeds: every layout starts from the same weights
+  }
+  result.start_step = start_step;
+
+  // Snapshots: every checkpoint.every_steps steps, at the end and when stopped.
+  const bool snapshots = recipe.checkpoint.every_steps > 0;
+  checkpoint::SnapshotWriter writer(groups != nullptr ? &groups->world() : nullptr,
+                                    static_cast<int>(recipe.checkpoint.keep));
+  const checkpoint::SnapshotContents contents = ContentsOf(model->table());
+  bool commit_pending = false;
+  nlohmann::json pending_state;
+  int64_t last_saved = start_step;
+  auto commit = [&]() -> absl::Status {
+    if (!commit_pending) return absl::OkStatus();
+    commit_pending = false;
+    RETURN_IF_ERROR(writer.Commit(contents, pending_state));
+    MT_LOG(INFO) << "snapshot " << writer.final_dir() << " complete";
+    return absl::OkStatus();
+  };
+  auto save = [&](int64_t steps_done) -> absl::Status {
+    RETURN_IF_ERROR(commit());  // the previous save first
+    const optim::LossScaler::State ls = scaler.state();
+    nlohmann::json state = {
+        {"step", steps_done},
+        {"consumed_samples", steps_done * A * B * dp},
+        {"data", {{"seed", recipe.seed}, {"next_step", steps_done}}},
+        {"recipe", RecipeToYaml(recipe)},
+        {"layout", {{"world", world}, {"dp", dp}, {"tp", model->tp_size()},
+                    {"ep", groups != nullptr ? groups->grid().ep() : 1},
+                    {"zero_stage", recipe.parallel.zero_stage}}},
+        {"precision", std::string(PrecisionName(recipe.precision))},
+        {"loss_scaler", {{"scale", ls.scale}, {"good_steps", ls.good_steps},
+                         {"hysteresis_left", ls.hysteresis_left}}},
+        {"tokenizer_checksum", tokenizer.checksum()}};
+    std::vector<checkpoint::ShardRecord> records = CollectShardRecords(*model, *optimizer, ranks);
+    RETURN_IF_ERROR(writer.Begin(recipe.checkpoint.dir, steps_done));
+    pending_state = std::move(state);
+    commit_pending = true;
+    last_saved = steps_done;
+    if (recipe.checkpoint.async) return writer.StartShardWrite(std::move(records), {});
+    RETURN_IF_ERROR(writer.WriteShard(records, {}));
+    return commit();
+  };
+  // An async save completes (is committed) at the first step boundary where every rank's shard
+  // write has finished: one tiny AllReduce per step while a write is in flight.
+  auto poll_commit = [&]() -> absl::Status {
+    if (!commit_pending) return absl::OkStatus();
+    double done = writer.ShardWriteDone() ? 1.0 : 0.0;
+    if (groups != nullptr)
+      RETURN_IF_ERROR(groups->world().AllReduce(&done, &done, 1, DType::kF64, parallel::ReduceOp::kMin));
+    return done > 0 ? commit() : absl::OkStatus();
+  };
 
   // Baselines and the machine's limit.
   {
@@ -208,8 +337,8 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   const auto run_start = Clock::now();
   auto window_start = run_start;
   int64_t window_tokens = 0;
-  for (int64_t step = 0; step < total_steps; ++step) {
-    model->ZeroGrads();
+  for (int64_t step = start_step; step < total_steps; ++step) {
+    optimizer->BeginStep();
     double ce = 0, aux = 0;
     // A fingerprint of the global batch (sum over its sequences of a hash of (global index,
     // tokens)), summed over dp: equal across layouts iff they trained on the same data.
@@ -223,18 +352,28 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
         batch_hash += static_cast<double>(h >> 24);  // < 2^40: sums stay exact in a double
       }
       model::LossBreakdown l = model->Forward(tokens.data(), targets.data());
-      model->Backward(1.0 / A);
+      model->Backward(scaler.scale() / A);
       ce += l.ce / A;
       aux += l.aux / A;
       if (micro == 0) counts = model->ExpertCounts();
     }
-    if (grad_sync != nullptr) {
-      RETURN_IF_ERROR(grad_sync->Run());
+    if (groups != nullptr)
       RETURN_IF_ERROR(groups->dp().AllReduce(&batch_hash, &batch_hash, 1, DType::kF64));
-    }
     const double lr = LearningRate(recipe.schedule, recipe.optim.lr, step);
-    optim::StepStats st = optimizer->Step(lr);
-    model->UpdateRouterBias();
+    const double loss_scale = scaler.scale();
+    ASSIGN_OR_RETURN(optim::ZeroStepStats st, optimizer->Step(lr, loss_scale));
+    // A non-finite gradient (fp16 overflow, or a real NaN) changed nothing; the scaler backs off.
+    if (scaler.Update(st.skipped)) {
+      ++result.skipped_steps;
+      MT_LOG(WARNING) << "step " << step + 1 << ": non-finite gradient at loss scale " << loss_scale
+                      << "; step skipped (parameters and optimizer state unchanged), scale now "
+                      << scaler.scale();
+      metrics.Write({{"event", "skipped_step"}, {"step", step + 1}, {"loss_scale", loss_scale},
+                     {"new_loss_scale", scaler.scale()}});
+    } else {
+      model->UpdateRouterBias();
+    }
+    RETURN_IF_ERROR(poll_commit());
     window_tokens += A * B * S * dp;  // global tokens
     result.steps_done = step + 1;
     result.final_train_loss = ce;
@@ -255,7 +394,8 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
       metrics.Write({{"event", "step"}, {"step", step + 1}, {"loss", ce}, {"aux_loss", aux},
                      {"lr", lr}, {"grad_norm", st.grad_norm}, {"tokens_per_s", tok_s},
                      {"mfu", mfu}, {"load_imbalance", imbalance}, {"eta_s", eta}, {"batch_hash", batch_hash},
-                     {"elapsed_s", elapsed}});
+                     {"elapsed_s", elapsed}, {"loss_scale", loss_scale},
+                     {"experts_skipped", st.experts_skipped}});
       window_start = Clock::now();
       window_tokens = 0;
     }
@@ -266,6 +406,9 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
       RETURN_IF_ERROR(groups->world().AllReduce(&stop_flag, &stop_flag, 1, DType::kF64,
                                                 parallel::ReduceOp::kMax));
     const bool stopping = stop_flag > 0;
+    if (snapshots && ((step + 1) % recipe.checkpoint.every_steps == 0 || last || stopping) &&
+        last_saved != step + 1)
+      RETURN_IF_ERROR(save(step + 1));
     if (!stopping && !last && recipe.eval.every_steps > 0 && (step + 1) % recipe.eval.every_steps == 0) {
       const double val = evaluate();
       MT_LOG(INFO) << absl::StrFormat("eval step %d | val loss %.4f | unigram %.4f", step + 1, val,
@@ -279,10 +422,12 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
       result.interrupted = true;
       MT_LOG(WARNING) << "interrupted: stopped cleanly after step " << step + 1 << " of " << total_steps;
       metrics.Write({{"event", "interrupted"}, {"step", step + 1}});
+      RETURN_IF_ERROR(commit());
       return result;
     }
   }
 
+  RETURN_IF_ERROR(commit());
   result.final_val_loss = evaluate();
   MT_LOG(INFO) << absl::StrFormat(
       "final | val loss %.4f | unigram baseline %.4f | %.4f nats below the baseline | %s",
@@ -290,18 +435,29 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
       FormatDuration(Seconds(run_start, Clock::now())));
   metrics.Write({{"event", "final"}, {"step", result.steps_done}, {"val_loss", result.final_val_loss},
                  {"unigram_val_loss", result.unigram_val_loss}});
+  result.peak_rss_bytes = PeakRssBytes();
+  MT_LOG(INFO) << "memory: measured peak RSS " << FormatBytes(result.peak_rss_bytes) << " vs plan "
+               << FormatBytes(result.planned_bytes)
+               << absl::StrFormat(" (%+.1f%%)", 100.0 * (static_cast<double>(result.peak_rss_bytes) /
+                                                             result.planned_bytes - 1.0));
+  metrics.Write({{"event", "memory"}, {"rank", ranks.world}, {"planned_bytes", result.planned_bytes},
+                 {"peak_rss_bytes", result.peak_rss_bytes}});
 
   // Samples: a batch-1 inference copy of the trained weights (walking the one ParamTable).
   if (!recipe.sample.prompts.empty() && recipe.sample.max_new_tokens > 0) {
     // Expert-parallel ranks generate in lockstep (same prompts, seeds and hence tokens).
     model::ModelParallel infer_mp = mp;
     infer_mp.dp = nullptr;
-    ASSIGN_OR_RETURN(auto infer, model::Model<float>::Create(recipe.model, 1, S, NumThreads(), infer_mp));
-    for (const model::ParamSpec& spec : model->table().specs()) {
-      if (!model->Holds(spec.name)) continue;
-      TensorView src = model->Param(spec.name), dst = infer->Param(spec.name);
+    infer_mp.edp = nullptr;
+    infer_mp.zero_stage = 0;
+    ASSIGN_OR_RETURN(auto infer, model::Model<float>::Create(recipe.model, 1, S, NumThreads(), infer_mp,
+                                                             model_options));
+    RETURN_IF_ERROR(ForEachHeldTensor(*model, *optimizer, [&](const model::ParamSpec& spec,
+                                                              const TensorView& src) {
+      TensorView dst = infer->Param(spec.name);
       std::memcpy(dst.data(), src.data(), src.nbytes());
-    }
+      return absl::OkStatus();
+    }));
     SamplingOptions sopt;
     sopt.temperature = recipe.sample.temperature;
     sopt.top_p = recipe.sample.top_p;
@@ -329,21 +485,21 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
     const int tp = model->tp_size();
     std::vector<std::vector<float>> full;
     full.reserve(model->table().size());
-    for (const model::ParamSpec& spec : model->table().specs()) {
-      if (!model->Holds(spec.name)) continue;
-      TensorView local = model->Param(spec.name);
-      if (!spec.IsTpSplit(tp)) {
-        tensors.push_back({spec.name, local, DType::kF32});
-        continue;
-      }
-      std::vector<float> gathered(spec.numel());
-      RETURN_IF_ERROR(groups->tp().AllGather(local.data(), gathered.data(), local.numel(), DType::kF32));
+    RETURN_IF_ERROR(ForEachHeldTensor(*model, *optimizer, [&](const model::ParamSpec& spec,
+                                                              const TensorView& local) -> absl::Status {
       full.emplace_back(spec.numel());
-      for (int r = 0; r < tp; ++r)
-        model::InsertShard(spec, tp, r, gathered.data() + r * local.numel(), full.back().data());
+      if (!spec.IsTpSplit(tp)) {
+        std::memcpy(full.back().data(), local.data(), local.nbytes());
+      } else {
+        std::vector<float> gathered(spec.numel());
+        RETURN_IF_ERROR(groups->tp().AllGather(local.data(), gathered.data(), local.numel(), DType::kF32));
+        for (int r = 0; r < tp; ++r)
+          model::InsertShard(spec, tp, r, gathered.data() + r * local.numel(), full.back().data());
+      }
       tensors.push_back({spec.name, TensorView(full.back().data(), Shape(spec.shape), DType::kF32),
                          DType::kF32});
-    }
+      return absl::OkStatus();
+    }));
     const int rank = groups != nullptr ? groups->rank() : 0;
     RETURN_IF_ERROR(checkpoint::WriteSafetensors(
         absl::StrCat(options.dump_params_dir, "/rank", rank, ".safetensors"), tensors, {}));

@@ -30,6 +30,13 @@ struct TrainOptions {
   // If set, each rank writes the parameters it holds at the end to DIR/rank<R>.safetensors (fp32,
   // HF names): a test and debugging aid until checkpoints land.
   std::string dump_params_dir;
+  // "" or "none": start from the seeded init; "auto": the newest snapshot under checkpoint.dir that
+  // verifies (a fresh start when there is none at all; an error when none of several verifies); or
+  // a snapshot directory. Resuming restores weights, optimizer state, step and loss scaler.
+  std::string resume;
+  // A snapshot (any layout; e.g. from `moetrain import`) to take the weights from, with a fresh
+  // optimizer and step 0 (fine-tuning).
+  std::string init_from;
 };
 
 struct TrainResult {
@@ -38,6 +45,10 @@ struct TrainResult {
   double final_train_loss = 0;
   double final_val_loss = 0;
   double unigram_val_loss = 0;
+  int64_t start_step = 0;        // > 0 when resumed
+  int64_t skipped_steps = 0;     // non-finite gradients (loss scaler)
+  size_t planned_bytes = 0;      // this rank's memory plan (the --dry-run figure)
+  size_t peak_rss_bytes = 0;     // measured peak resident memory of this rank
   std::vector<std::string> samples;  // prompt + continuation, one per prompt
 };
 

@@ -543,10 +543,16 @@ TEST(RecipeTest, LossScale) {
               HasSubstr("--set loss_scale.hysteresis: loss_scale.hysteresis: expected an integer"));
 }
 
-TEST(RecipeTest, CheckpointingIsNotImplementedYet) {
-  const std::string msg = ParseError(WithData("checkpoint:\n  dir: c\n  every_steps: 100\n"));
-  EXPECT_THAT(msg, HasSubstr("r.yaml:6:16: checkpoint.every_steps: checkpointing is not "
-                             "implemented yet"));
+TEST(RecipeTest, CheckpointSection) {
+  const Recipe r = ParseOk(WithData("checkpoint:\n  dir: c\n  every_steps: 100\n  keep: 2\n  async: false\n"));
+  EXPECT_EQ(r.checkpoint.dir, "c");
+  EXPECT_EQ(r.checkpoint.every_steps, 100);
+  EXPECT_EQ(r.checkpoint.keep, 2);
+  EXPECT_FALSE(r.checkpoint.async);
+  EXPECT_THAT(ParseError(WithData("checkpoint:\n  every_steps: -1\n")),
+              HasSubstr("checkpoint.every_steps: must be >= 0"));
+  EXPECT_THAT(ParseError(WithData("checkpoint:\n  dir: \"\"\n  every_steps: 5\n")),
+              HasSubstr("checkpoint.dir: must not be empty"));
 }
 
 TEST(RecipeTest, ParallelSection) {
