@@ -75,6 +75,20 @@ void AttentionBlock<T>::Bind(const Weights& w, const T* rope_cos, const T* rope_
 
 template <typename T>
 void AttentionBlock<T>::Forward(T* out, const T* x) {
+  ComputeSaved(x);
+  PhaseScope ph("fwd.attn.proj");
+  kernels::LinearForward(out, att_, w_.wo, n_, hq_ * d_, c_);
+  if (tp_ != nullptr) {  // row-parallel o_proj: sum the partial outputs
+    ph.Next("fwd.attn.tp_allreduce");
+    MT_CHECK_OK(tp_->AllReduce(out, out, n_ * c_, DTypeOf<T>::value));
+  }
+  ph.Next("fwd.residual");
+  kernels::AddInPlace(out, x, n_ * c_);  // residual
+  kernels::RoundToDType(out, n_ * c_, store_);
+}
+
+template <typename T>
+void AttentionBlock<T>::ComputeSaved(const T* x) {
   const int64_t qd = hq_ * d_, kvd = hkv_ * d_;
   PhaseScope ph("fwd.norm");
   kernels::RmsNormForward(xn_, rstd_, x, w_.norm, n_, c_, eps_);
@@ -91,16 +105,7 @@ void AttentionBlock<T>::Forward(T* out, const T* x) {
   kernels::RoundToDType(v_, n_ * kvd, store_);
   ph.Next("fwd.attn.core");
   kernels::AttentionForward(att_, lse_, q_, k_, v_, b_, s_, hq_, hkv_, d_, attn_ws_, threads_);
-  kernels::RoundToDType(att_, n_ * qd, store_);
-  ph.Next("fwd.attn.proj");
-  kernels::LinearForward(out, att_, w_.wo, n_, qd, c_);
-  if (tp_ != nullptr) {  // row-parallel o_proj: sum the partial outputs
-    ph.Next("fwd.attn.tp_allreduce");
-    MT_CHECK_OK(tp_->AllReduce(out, out, n_ * c_, DTypeOf<T>::value));
-  }
-  ph.Next("fwd.residual");
-  kernels::AddInPlace(out, x, n_ * c_);  // residual
-  kernels::RoundToDType(out, n_ * c_, store_);
+  kernels::RoundToDType(att_, n_ * (hq_ * d_), store_);
 }
 
 template <typename T>

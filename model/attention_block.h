@@ -44,6 +44,10 @@ class AttentionBlock {
   void set_store_dtype(DType dtype) { store_ = dtype; }
 
   void Forward(T* out, const T* x);
+  // Computes only what Forward saves for Backward (xn, rstd, q, k, v, att, lse) from x, the same
+  // bits as Forward: the output projection and its tp AllReduce are skipped (Backward does not read
+  // the output), so this needs no communication. Used by selective activation checkpointing.
+  void ComputeSaved(const T* x);
   void Backward(T* dx, const T* dout, const T* x);
 
  private:

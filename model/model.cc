@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <random>
+#include <set>
 
 #include "core/phase_timer.h"
 #include "kernels/cast.h"
@@ -180,27 +181,32 @@ absl::Status Model<T>::Plan(int num_threads) {
   top.Add("ce_lse", {n}, t);
   top.Add("rope_cos", {seq_, c.HeadDim() / 2}, t);
   top.Add("rope_sin", {seq_, c.HeadDim() / 2}, t);
+  // Per layer, or once per shared checkpoint set (several layers map to one prefix).
   bool any_dense = false, any_shared = false;
+  std::set<std::string> declared;
   for (int64_t l = 0; l < L; ++l) {
-    const std::string p = absl::StrCat("L", l, ".");
+    const std::string p = LayerSlotPrefix(l), pa = AttentionSlotPrefix(l);
+    if (declared.insert(pa).second) {
+      SlotDeclarer attn(&aspecs, pa, "activations");
+      AttentionBlock<T>::DeclareActivations(&attn, c, batch_, seq_, tp);
+    }
+    any_dense |= !c.IsMoeLayer(l);
+    any_shared |= c.IsMoeLayer(l) && c.num_shared_experts > 0;
+    if (!declared.insert(p).second) continue;
     SlotDeclarer layer(&aspecs, p, "activations");
     layer.Add("h", {n, C}, t);
     layer.Add("hn", {n, C}, t);
     layer.Add("rstd2", {n}, t);
-    SlotDeclarer attn(&aspecs, p + "attn.", "activations");
-    AttentionBlock<T>::DeclareActivations(&attn, c, batch_, seq_, tp);
     if (c.IsMoeLayer(l)) {
       SlotDeclarer moe(&aspecs, p + "moe.", "activations");
       MoeBlock<T>::DeclareActivations(&moe, c, n, ep_size_, tp);
       if (c.num_shared_experts > 0) {
         SlotDeclarer shared(&aspecs, p + "shared.", "activations");
         MlpBlock<T>::DeclareActivations(&shared, n, c.SharedWidth() / tp);
-        any_shared = true;
       }
     } else {
       SlotDeclarer mlp(&aspecs, p + "mlp.", "activations");
       MlpBlock<T>::DeclareActivations(&mlp, n, c.intermediate_size / tp);
-      any_dense = true;
     }
   }
   SlotDeclarer ws(&wspecs, "ws.", "workspace");
@@ -258,10 +264,22 @@ absl::Status Model<T>::Plan(int num_threads) {
   dhead_ = G(head);
 
   layers_.resize(L);
+  // A checkpointed layer must be recomputed in Backward unless no later layer (in forward order)
+  // shares its slot set: backward runs last-to-first, so that layer's slots still hold its forward.
+  {
+    std::set<std::string> seen;
+    for (int64_t l = L - 1; l >= 0; --l) {
+      if (!IsCheckpointed(l)) continue;
+      const std::string set = options_.checkpointing == ActivationCheckpointing::kSelective
+                                  ? AttentionSlotPrefix(l)
+                                  : LayerSlotPrefix(l);
+      layers_[l].recompute = !seen.insert(set).second;
+    }
+  }
   for (int64_t l = 0; l < L; ++l) {
     Layer& ly = layers_[l];
     const std::string p = names::Layer(static_cast<int>(l));
-    const std::string s = absl::StrCat("L", l, ".");
+    const std::string s = LayerSlotPrefix(l);
     ly.h = a.Get<T>(s + "h");
     ly.hn = a.Get<T>(s + "hn");
     ly.rstd2 = a.Get<T>(s + "rstd2");
@@ -274,7 +292,8 @@ absl::Status Model<T>::Plan(int num_threads) {
         P(p + "self_attn.o_proj.weight"), G(p + "input_layernorm.weight"),
         G(p + "self_attn.q_proj.weight"), G(p + "self_attn.k_proj.weight"),
         G(p + "self_attn.v_proj.weight"), G(p + "self_attn.o_proj.weight")};
-    ly.attn.Bind(aw, rope_cos, rope_sin, SlotBinder(acts_, s + "attn."), SlotBinder(ws_, "ws.attn."));
+    ly.attn.Bind(aw, rope_cos, rope_sin, SlotBinder(acts_, AttentionSlotPrefix(l)),
+                 SlotBinder(ws_, "ws.attn."));
     ly.attn.set_store_dtype(options_.compute_dtype);
     ly.is_moe = c.IsMoeLayer(l);
     if (!ly.is_moe) {
@@ -331,7 +350,27 @@ absl::Status Model<T>::Plan(int num_threads) {
   aux_counts_.assign(c.num_local_experts, 0.0);
   aux_prob_sum_.assign(c.num_local_experts, 0.0);
   aux_coef_.assign(c.num_local_experts, 0.0);
+  recompute_aux_counts_.assign(c.num_local_experts, 0.0);
+  recompute_aux_prob_sum_.assign(c.num_local_experts, 0.0);
   return absl::OkStatus();
+}
+
+// Full checkpointing: checkpointed MoE layers share "ckpt.moe.", dense ones "ckpt.dense." (their
+// slot shapes differ). Only x_l stays per layer.
+template <typename T>
+std::string Model<T>::LayerSlotPrefix(int64_t layer) const {
+  if (options_.checkpointing == ActivationCheckpointing::kFull && IsCheckpointed(layer))
+    return config_.IsMoeLayer(layer) ? "ckpt.moe." : "ckpt.dense.";
+  return absl::StrCat("L", layer, ".");
+}
+
+// Selective checkpointing: only the attention internals of checkpointed layers share one set
+// (attention shapes are the same in every layer).
+template <typename T>
+std::string Model<T>::AttentionSlotPrefix(int64_t layer) const {
+  if (options_.checkpointing == ActivationCheckpointing::kSelective && IsCheckpointed(layer))
+    return "ckpt.attn.";
+  return LayerSlotPrefix(layer) + "attn.";
 }
 
 template <typename T>
@@ -424,6 +463,11 @@ LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
     MT_CHECK_OK(tp_->AllReduce(x_[0], x_[0], n * C, DTypeOf<T>::value));
   }
   kernels::RoundToDType(x_[0], n * C, options_.compute_dtype);
+  // Per-layer expert loads go into the dp reduction buffer right away: a checkpointed layer's
+  // counts slot is shared with (and overwritten by) later checkpointed layers.
+  const int64_t E = c.num_local_experts, moe_layers = c.NumMoeLayers();
+  double* buf = reduce_buf_.data();
+  double* loads = buf + 3 + 2 * E;
   for (int64_t l = 0; l < L; ++l) {
     Layer& ly = layers_[l];
     if (hooks_ != nullptr) hooks_->BeforeForward(static_cast<int>(l));
@@ -435,6 +479,7 @@ LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
     ph.Next(nullptr);
     if (ly.is_moe) {
       z_sum_ += ly.moe.Forward(ffn_out_, ly.hn, aux_counts_.data(), aux_prob_sum_.data());
+      for (int64_t e = 0; e < E; ++e) *loads++ = ly.moe.counts()[e];
     } else {
       PhaseScope mlp_phase("fwd.mlp");
       ly.mlp.Forward(ffn_out_, ly.hn);
@@ -479,23 +524,14 @@ LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
   for (int64_t i = 0; i < n; ++i) ce_sum += static_cast<double>(ce_losses_[i]);
 
   // Everything the loss depends on, summed over the data-parallel group in one AllReduce:
-  // [ce_sum, num_targets, z_sum, aux_counts(E), aux_prob_sum(E), per-layer expert loads(Lm*E)].
-  const int64_t E = c.num_local_experts, moe_layers = c.NumMoeLayers();
-  double* buf = reduce_buf_.data();
+  // [ce_sum, num_targets, z_sum, aux_counts(E), aux_prob_sum(E), per-layer expert loads(Lm*E)]
+  // (the loads were written by the layer loop).
   buf[0] = ce_sum;
   buf[1] = static_cast<double>(num_targets);
   buf[2] = z_sum_;
   for (int64_t e = 0; e < E; ++e) {
     buf[3 + e] = aux_counts_[e];
     buf[3 + E + e] = aux_prob_sum_[e];
-  }
-  {
-    int64_t i = 3 + 2 * E, layer = 0;
-    for (const Layer& ly : layers_) {
-      if (!ly.is_moe) continue;
-      for (int64_t e = 0; e < E; ++e) buf[i++] = ly.moe.counts()[e];
-      ++layer;
-    }
   }
   if (dp_size_ > 1) {
     ph.Next("fwd.loss_allreduce");
@@ -569,7 +605,8 @@ void Model<T>::Backward(double scale) {
   // dcur = dL/dx_{l+1} on entry to each iteration.
   for (int64_t l = L - 1; l >= 0; --l) {
     Layer& ly = layers_[l];
-    if (hooks_ != nullptr) hooks_->BeforeBackward(static_cast<int>(l));
+    if (hooks_ != nullptr) hooks_->BeforeBackward(static_cast<int>(l));  // ZeRO-3: gathers layer l
+    if (ly.recompute) RecomputeLayer(l);
     // x_{l+1} = h + FFN(hn): dhn = FFN^T dcur.
     if (ly.is_moe) {
       ly.moe.Backward(dffn_, dcur_, ly.hn, aux_coef_.data(), z_coef);
@@ -596,6 +633,32 @@ void Model<T>::Backward(double scale) {
     kernels::EmbeddingShardBackward(dembed_, dcur_, tokens_, n, V, C, v_begin_, Vl);
   }
   if (hooks_ != nullptr) hooks_->AfterBackward(top);
+}
+
+// The recompute runs the same kernels on the same inputs (x_l, parameters, router bias) in the same
+// order as Forward, so the slots get the same bits and the gradients equal kNone's bitwise. What
+// Forward already counted for the loss is not touched: router statistics go to scratch, the z-loss
+// sum is dropped, and the per-layer loads were copied out in Forward. ffn_out_ is free scratch here.
+template <typename T>
+void Model<T>::RecomputeLayer(int64_t l) {
+  PhaseScope ph(nullptr);
+  Layer& ly = layers_[l];
+  if (options_.checkpointing == ActivationCheckpointing::kSelective) {
+    ly.attn.ComputeSaved(x_[l]);  // no o_proj, no tp collective: h is kept per layer
+    return;
+  }
+  ly.attn.Forward(ly.h, x_[l]);
+  ph.Next("fwd.norm");
+  kernels::RmsNormForward(ly.hn, ly.rstd2, ly.h, ly.norm2, n_, config_.hidden_size,
+                          config_.rms_norm_eps);
+  kernels::RoundToDType(ly.hn, n_ * config_.hidden_size, options_.compute_dtype);  // as Forward
+  ph.Next(nullptr);
+  if (ly.is_moe) {
+    // Re-runs the router and, with expert parallelism, the dispatch/combine all-to-alls.
+    ly.moe.Forward(ffn_out_, ly.hn, recompute_aux_counts_.data(), recompute_aux_prob_sum_.data());
+  } else {
+    ly.mlp.Forward(ffn_out_, ly.hn);  // the output (and its tp AllReduce) is not needed
+  }
 }
 
 template <typename T>

@@ -16,6 +16,10 @@
 // stream, normed inputs, q/k/v/att, SwiGLU inputs/outputs, block outputs, logits, and their
 // gradients); norm statistics, softmax, router, loss and parameter gradients stay fp32, and all
 // arithmetic is fp32. Parameters are used as they are (the caller supplies the compute copy).
+// Activation checkpointing (ModelOptions::checkpointing, see docs/memory.md): a checkpointed layer's
+// internals live in one slot set shared by all checkpointed layers of its kind (full: MoE / dense
+// layer; selective: the attention block only), and Backward recomputes them from the layer input
+// x_l just before the layer's backward. Gradients are bitwise those of kNone.
 // Not thread-safe: one Forward/Backward at a time.
 #pragma once
 
@@ -143,6 +147,9 @@ class Model {
   // With a dp/ep group this is collective; a failed collective aborts (the ranks are out of step).
   LossBreakdown Forward(const int32_t* tokens, const int32_t* targets);
   // Accumulates (+=) d(scale * total)/d(param) into the grads, from the last Forward.
+  // REQUIRES: parameters and router biases unchanged since that Forward (checkpointed layers are
+  // recomputed from them). With an ep group and checkpointing this is collective (the recompute
+  // re-runs the dispatch all-to-alls; every rank checkpoints the same layers).
   void Backward(double scale = 1.0);
 
   // (N, V) from the last Forward; with tensor parallelism (N, V/tp): this rank's vocabulary slice.
@@ -186,6 +193,15 @@ class Model {
   bool IsLocalExpert(int expert) const {
     return expert >= ep_rank_ * local_experts_ && expert < (ep_rank_ + 1) * local_experts_;
   }
+  bool IsCheckpointed(int64_t layer) const {
+    return options_.checkpointing != ActivationCheckpointing::kNone &&
+           layer % options_.checkpoint_every == 0;
+  }
+  // Activation slot prefixes of a layer: its own "L{l}." or a shared checkpoint set.
+  std::string LayerSlotPrefix(int64_t layer) const;
+  std::string AttentionSlotPrefix(int64_t layer) const;
+  // Re-runs the forward of checkpointed layer l from x_l into its shared slots (see Backward).
+  void RecomputeLayer(int64_t layer);
 
   ModelConfig config_;
   ModelOptions options_;
@@ -201,6 +217,10 @@ class Model {
     const T* norm2 = nullptr;
     T* dnorm2 = nullptr;
     float* bias = nullptr;
+    // Backward must recompute this layer's slots first: it is checkpointed and another layer's
+    // forward overwrote its shared set (false for the last layer of each set, whose values are
+    // still there when backward reaches it).
+    bool recompute = false;
   };
   std::vector<Layer> layers_;
   std::vector<ParamGroup> groups_;
@@ -216,6 +236,8 @@ class Model {
   T *dlogits_ = nullptr, *dcur_ = nullptr, *dnext_ = nullptr, *dffn_ = nullptr, *dh_ = nullptr,
     *ffn_out_ = nullptr;
   std::vector<double> aux_counts_, aux_prob_sum_, aux_coef_;
+  // Where a recomputed MoE layer's router statistics go: the loss already counted them.
+  std::vector<double> recompute_aux_counts_, recompute_aux_prob_sum_;
   ModelParallel parallel_;
   int ep_rank_ = 0, ep_size_ = 1, dp_size_ = 1, tp_rank_ = 0, tp_size_ = 1;
   parallel::Communicator* tp_ = nullptr;  // nullptr unless tp_size_ > 1
