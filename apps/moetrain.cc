@@ -70,7 +70,7 @@ int Fail(const absl::Status& s) {
 
 int RunTrain(const parallel::Launch& launch, const std::string& recipe_path,
              const std::vector<std::string>& overrides, bool dry_run, bool print_recipe,
-             const std::string& dump_params);
+             const std::string& dump_params, const std::string& resume, const std::string& init_from);
 
 }  // namespace
 
@@ -105,15 +105,23 @@ int main(int argc, char** argv) {
   std::string recipe_path;
   std::vector<std::string> overrides;
   bool dry_run = false, print_recipe = false;
-  std::string dump_params;
+  std::string dump_params, resume, init_from;
   train_cmd->add_option("recipe", recipe_path,
                         "recipe YAML (default: the embedded recipes/tiny.yaml)");
   train_cmd->add_option("--set", overrides, "override a recipe value: key.path=value (repeatable)");
   train_cmd->add_flag("--dry-run", dry_run, "validate, plan memory and print the plan; no training");
   train_cmd->add_flag("--print-recipe", print_recipe, "print the fully resolved recipe and exit");
   train_cmd->add_option("--dump-params", dump_params,
-                        "write each rank's final parameters to DIR/rank<R>.safetensors (test aid "
-                        "until checkpoints exist)");
+                        "write each rank's final parameters to DIR/rank<R>.safetensors (fp32, "
+                        "full tensors; a test and debugging aid)");
+  train_cmd->add_option("--resume", resume,
+                        "auto: continue from the newest snapshot under checkpoint.dir that verifies "
+                        "(fresh start if there is none); or a snapshot directory; none: start fresh");
+  CLI::Option* init_opt = train_cmd->add_option("--init-from", init_from,
+                        "take the weights of a snapshot (any layout, e.g. from `moetrain import`) "
+                        "with a fresh optimizer at step 0 (fine-tuning)")
+      ->check(CLI::ExistingDirectory);
+  init_opt->excludes("--resume");
 
   CLI::App* gen_cmd = app.add_subcommand("generate", "generate text with a KV cache (one process)");
   apps::GenerateFlags gen_flags;
@@ -160,7 +168,8 @@ int main(int argc, char** argv) {
     // Under mpirun / srun every rank runs this; alone it is a world of one without MPI.
     auto launch = parallel::Launcher::Init(&argc, &argv);
     if (!launch.ok()) return Fail(launch.status());
-    const int rc = RunTrain(*launch, recipe_path, overrides, dry_run, print_recipe, dump_params);
+    const int rc = RunTrain(*launch, recipe_path, overrides, dry_run, print_recipe, dump_params,
+                            resume, init_from);
     absl::Status fin = parallel::Launcher::Finalize();
     if (rc != 0 && launch->world_size > 1) parallel::Launcher::AbortJob(rc);  // never leave peers hanging
     if (!fin.ok()) return Fail(fin);
@@ -172,7 +181,7 @@ int main(int argc, char** argv) {
 namespace {
 int RunTrain(const parallel::Launch& launch, const std::string& recipe_path,
              const std::vector<std::string>& overrides, bool dry_run, bool print_recipe,
-             const std::string& dump_params) {
+             const std::string& dump_params, const std::string& resume, const std::string& init_from) {
   {
     absl::StatusOr<trainer::Recipe> recipe =
         recipe_path.empty()
@@ -200,6 +209,8 @@ int RunTrain(const parallel::Launch& launch, const std::string& recipe_path,
     opts.dry_run = dry_run;
     opts.groups = groups.get();
     opts.dump_params_dir = dump_params;
+    opts.resume = resume;
+    opts.init_from = init_from;
     auto result = trainer::RunTraining(*recipe, opts);
     if (!result.ok()) return Fail(result.status());
     if (!result->samples.empty() && launch.rank == 0) {

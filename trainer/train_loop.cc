@@ -208,6 +208,16 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   for (const auto& [cat, bytes] : model->MemoryPlan()) plan.Add(cat, bytes);
   for (const auto& [cat, bytes] : optimizer->MemoryPlan()) plan.Add(cat, bytes);
   plan.Add("expert dispatch buffers", model->DispatchBufferBytes());
+  // Measured outside the arenas but planned here too: the sgemm probe that sets the MFU
+  // denominator (three n x n matrices) and, with snapshots on, the host copy of this rank's state
+  // (master, m, v of its chunks) handed to the background writer.
+  plan.Add("sgemm probe", 3 * size_t{1024} * 1024 * sizeof(float));
+  if (recipe.checkpoint.every_steps > 0) {
+    size_t state = 0;
+    for (const auto& [cat, bytes] : optimizer->MemoryPlan())
+      if (cat == "optimizer") state = bytes + bytes / 2;  // m + v, and master of the same size
+    plan.Add("snapshot host copy", state);
+  }
   plan.Add("batch buffers", 2 * tokens.size() * sizeof(int32_t) + 2 * eval_targets_all.size() * sizeof(int32_t));
   for (const std::string& line : plan.Lines()) MT_LOG(INFO) << "memory plan: " << line;
   TrainResult result;
@@ -384,7 +394,7 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
       const double tok_s = window_tokens / Seconds(window_start, now);
       const double mfu = tok_s * flops_per_token / (peak * world);  // each rank measured its own peak
       const double elapsed = Seconds(run_start, now);
-      const double eta = elapsed / (step + 1) * (total_steps - step - 1);
+      const double eta = elapsed / (step + 1 - start_step) * (total_steps - step - 1);
       const double imbalance = LoadImbalance(counts);
       MT_LOG(INFO) << absl::StrFormat(
           "step %d/%d | loss %.4f | aux %.4f | lr %.2e | gnorm %.3f | %.0f tok/s | MFU %.1f%% | "
