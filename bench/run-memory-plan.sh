@@ -24,12 +24,13 @@ for stage in 0 1 2 3; do
     cmd=(build/apps/moetrain train "${MODEL[@]}" --set parallel.zero_stage="$stage")
     if [ "$n" -gt 1 ]; then cmd=(mpirun --oversubscribe -np "$n" "${cmd[@]}"); fi
     "${cmd[@]}" >"$log" 2>&1 || { echo "stage $stage N=$n failed:"; tail -3 "$log"; exit 1; }
-    # Rank 0's plan lines (every rank plans the same sizes here: dp only).
-    state=$(grep '^\[rank 0\] I memory plan:' "$log" | grep -E ': (params|gathered_params|grads|gathered_grads|master|optimizer|grad_shards) ' \
-            | awk '{ v = $(NF-1); u = $NF; if (u == "GiB") v *= 1024; if (u == "KiB") v /= 1024; s += v } END { printf "%.1f", s }')
-    plan=$(grep '^\[rank 0\] I memory plan: total' "$log" | awk '{ v = $(NF-1); if ($NF == "GiB") v *= 1024; if ($NF == "KiB") v /= 1024; printf "%.1f", v }')
-    peak=$(grep 'measured peak RSS' "$log" | sed 's/.*peak RSS \([0-9.]*\) \([GMK]i*B\).*/\1 \2/' \
-           | awk '{ v = $1; if ($2 == "GiB") v *= 1024; if ($2 == "KiB") v /= 1024; if (v > m) m = v } END { printf "%.1f", m }')
+    # Rank 0 prints every rank's plan; with dp only all ranks plan the same sizes ("every rank").
+    tomib='{ v = $1; if ($2 == "GiB") v *= 1024; if ($2 == "KiB") v /= 1024; print v }'
+    state=$(grep -E 'memory plan: (params|gathered_params|grads|gathered_grads|master|optimizer|grad_shards) ' "$log" \
+            | sed -E 's/.*memory plan: [a-z_]+ ([0-9.]+) ([GMK]iB).*/\1 \2/' | awk "$tomib" | awk '{ s += $1 } END { printf "%.1f", s }')
+    plan=$(grep -E 'memory plan: total ' "$log" | sed -E 's/.*total (rank 0: )?([0-9.]+) ([GMK]iB).*/\2 \3/' | awk "$tomib" | awk '{ printf "%.1f", $1 }')
+    peak=$(grep 'measured peak RSS' "$log" | sed -E 's/.*peak RSS ([0-9.]+) ([GMK]iB).*/\1 \2/' | awk "$tomib" \
+           | awk '{ if ($1 > m) m = $1 } END { printf "%.1f", m }')
     ratio=$(awk -v a="$peak" -v b="$plan" 'BEGIN { printf "%.3f", a / b }')
     echo "| $stage | $n | $state | $plan | $peak | $ratio |"
     rm -f "$log"

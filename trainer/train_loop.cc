@@ -99,6 +99,48 @@ absl::Status ForEachHeldTensor(
   return absl::OkStatus();
 }
 
+std::vector<size_t> PlanSizes(const MemoryPlanReport& plan) {
+  std::vector<size_t> v;
+  for (const auto& [what, bytes] : plan.items()) v.push_back(bytes);
+  v.push_back(plan.total());
+  return v;
+}
+
+// values of every world rank (collective; a world of one without groups).
+absl::StatusOr<std::vector<std::vector<size_t>>> GatherSizes(parallel::ProcessGroups* groups,
+                                                             const std::vector<size_t>& mine) {
+  const int world = groups != nullptr ? groups->grid().world() : 1;
+  std::vector<int64_t> send(mine.begin(), mine.end()), recv(send.size() * world);
+  if (groups != nullptr) {
+    RETURN_IF_ERROR(groups->world().AllGather(send.data(), recv.data(), static_cast<int64_t>(send.size()),
+                                              DType::kI64));
+  } else {
+    recv = send;
+  }
+  std::vector<std::vector<size_t>> out(world);
+  for (int r = 0; r < world; ++r)
+    out[r].assign(recv.begin() + r * send.size(), recv.begin() + (r + 1) * send.size());
+  return out;
+}
+
+void LogPerRank(const char* title, const MemoryPlanReport& plan,
+                const std::vector<std::vector<size_t>>& by_rank) {
+  const size_t n = plan.items().size();
+  for (size_t i = 0; i <= n; ++i) {
+    const std::string what = i < n ? plan.items()[i].first : "total";
+    bool same = true;
+    for (const auto& r : by_rank) same = same && r[i] == by_rank[0][i];
+    std::string figures;
+    if (same) {
+      figures = FormatBytes(by_rank[0][i]) + (by_rank.size() > 1 ? " (every rank)" : "");
+    } else {
+      for (size_t r = 0; r < by_rank.size(); ++r)
+        figures += absl::StrCat(r ? " | " : "", "rank ", r, ": ", FormatBytes(by_rank[r][i]));
+    }
+    MT_LOG(INFO) << title << ": " << what << " " << figures;
+  }
+}
+
 // "" (start fresh), "auto" (the newest snapshot under checkpoint.dir that verifies; fresh when the
 // directory holds none at all; an error when it holds some but none verifies) or a snapshot dir.
 absl::StatusOr<std::string> ResolveResume(const std::string& resume, const std::string& root) {
@@ -219,7 +261,10 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
     plan.Add("snapshot host copy", state);
   }
   plan.Add("batch buffers", 2 * tokens.size() * sizeof(int32_t) + 2 * eval_targets_all.size() * sizeof(int32_t));
-  for (const std::string& line : plan.Lines()) MT_LOG(INFO) << "memory plan: " << line;
+  // Per rank: every rank plans the same lines; rank 0 prints them all (one line per item, one
+  // figure per rank unless they are all equal).
+  ASSIGN_OR_RETURN(std::vector<std::vector<size_t>> plan_by_rank, GatherSizes(groups, PlanSizes(plan)));
+  LogPerRank("memory plan", plan, plan_by_rank);
   TrainResult result;
   result.planned_bytes = plan.total();
   if (options.dry_run) return result;
@@ -446,10 +491,13 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   metrics.Write({{"event", "final"}, {"step", result.steps_done}, {"val_loss", result.final_val_loss},
                  {"unigram_val_loss", result.unigram_val_loss}});
   result.peak_rss_bytes = PeakRssBytes();
-  MT_LOG(INFO) << "memory: measured peak RSS " << FormatBytes(result.peak_rss_bytes) << " vs plan "
-               << FormatBytes(result.planned_bytes)
-               << absl::StrFormat(" (%+.1f%%)", 100.0 * (static_cast<double>(result.peak_rss_bytes) /
-                                                             result.planned_bytes - 1.0));
+  ASSIGN_OR_RETURN(std::vector<std::vector<size_t>> peaks,
+                   GatherSizes(groups, {result.peak_rss_bytes, result.planned_bytes}));
+  for (size_t r = 0; r < peaks.size(); ++r)
+    MT_LOG(INFO) << "memory: rank " << r << " measured peak RSS " << FormatBytes(peaks[r][0])
+                 << " vs plan " << FormatBytes(peaks[r][1])
+                 << absl::StrFormat(" (%+.1f%%)", 100.0 * (static_cast<double>(peaks[r][0]) /
+                                                               peaks[r][1] - 1.0));
   metrics.Write({{"event", "memory"}, {"rank", ranks.world}, {"planned_bytes", result.planned_bytes},
                  {"peak_rss_bytes", result.peak_rss_bytes}});
 
