@@ -33,7 +33,8 @@ void ExportFlags::Add(CLI::App* app) {
       ->capture_default_str();
   app->add_option("--tokenizer", tokenizer,
                   "SentencePiece .model to ship (default: the snapshot recipe's data.tokenizer)");
-  app->add_flag("--no-tokenizer", no_tokenizer, "write no tokenizer files")->excludes("--tokenizer");
+  app->add_flag("--no-tokenizer", no_tokenizer, "write no tokenizer files")
+      ->excludes("--tokenizer");
   app->add_flag("--overwrite", overwrite, "replace a non-empty --out folder");
 }
 
@@ -62,8 +63,8 @@ absl::Status RunExport(const ExportFlags& f) {
     if (tok.vocab_size() > snapshot->recipe.model.vocab_size)
       return absl::InvalidArgumentError(
           absl::StrCat("tokenizer ", path, ": vocabulary of ", tok.vocab_size(),
-                       " pieces exceeds the model's vocab_size ",
-                       snapshot->recipe.model.vocab_size, " (", snapshot->dir, ")"));
+                       " pieces exceeds the model's vocab_size ", snapshot->recipe.model.vocab_size,
+                       " (", snapshot->dir, ")"));
     o.tokenizer_model_path = path;
     o.unk_token_id = tok.unk_id();
     o.generation_config.bos_token_id = tok.bos_id();
@@ -72,8 +73,8 @@ absl::Status RunExport(const ExportFlags& f) {
   ASSIGN_OR_RETURN(checkpoint::ExportSummary summary,
                    checkpoint::ExportHf(snapshot->recipe.model, *snapshot->params, o));
   std::printf("exported %s to %s: model_type %s, %lld tensor bytes, files: %s\n",
-              snapshot->dir.c_str(), f.out_dir.c_str(),
-              summary.model_type.c_str(), static_cast<long long>(summary.tensor_bytes),
+              snapshot->dir.c_str(), f.out_dir.c_str(), summary.model_type.c_str(),
+              static_cast<long long>(summary.tensor_bytes),
               absl::StrJoin(summary.files, " ").c_str());
   return absl::OkStatus();
 }

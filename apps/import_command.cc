@@ -80,7 +80,8 @@ absl::Status RunImport(const ImportFlags& f) {
     if (table.Find(name) == nullptr) extra.push_back(name);
   if (!extra.empty())
     return absl::InvalidArgumentError(absl::StrCat(
-        f.hf_dir, ": tensors that config.json's model does not have: ", absl::StrJoin(extra, ", ")));
+        f.hf_dir,
+        ": tensors that config.json's model does not have: ", absl::StrJoin(extra, ", ")));
 
   // The weights belong to the folder's tokenizer, if it ships one.
   std::string hf_tokenizer, checksum;
@@ -95,9 +96,9 @@ absl::Status RunImport(const ImportFlags& f) {
       fs::exists(recipe.data.tokenizer, ec)) {
     ASSIGN_OR_RETURN(data::Tokenizer tok, data::Tokenizer::Load(recipe.data.tokenizer));
     if (tok.checksum() != checksum)
-      return absl::FailedPreconditionError(absl::StrCat(
-          "--recipe ", f.recipe, ": data.tokenizer ", recipe.data.tokenizer,
-          " is not the tokenizer of ", f.hf_dir, " (", tok_path.string(), ")"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("--recipe ", f.recipe, ": data.tokenizer ", recipe.data.tokenizer,
+                       " is not the tokenizer of ", f.hf_dir, " (", tok_path.string(), ")"));
   }
 
   // Full tensors, one record each; absent buffers stay out of the table (they load as zeros).
@@ -132,9 +133,10 @@ absl::Status RunImport(const ImportFlags& f) {
   RETURN_IF_ERROR(writer.Commit(contents, state));
   const std::string recipe_file = (fs::path(f.out_root) / "recipe.yaml").string();
   RETURN_IF_ERROR(checkpoint::WriteFileDurably(recipe_file, recipe_yaml));
-  std::printf("imported %s (%zu tensors) into %s; fine-tune with: moetrain train %s --init-from %s\n",
-              f.hf_dir.c_str(), records.size(), writer.final_dir().c_str(), recipe_file.c_str(),
-              writer.final_dir().c_str());
+  std::printf(
+      "imported %s (%zu tensors) into %s; fine-tune with: moetrain train %s --init-from %s\n",
+      f.hf_dir.c_str(), records.size(), writer.final_dir().c_str(), recipe_file.c_str(),
+      writer.final_dir().c_str());
   return absl::OkStatus();
 }
 

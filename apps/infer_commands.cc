@@ -51,7 +51,8 @@ absl::StatusOr<std::string> ReadFile(const std::string& path, const std::string&
 
 // The tokenizer for `m`: `path` (--tokenizer), or for a snapshot its recorded one (checksum checked
 // either way). It must not produce ids the model has no embedding for.
-absl::StatusOr<data::Tokenizer> LoadTokenizerFor(const std::string& flag_path, const ModelSource& m) {
+absl::StatusOr<data::Tokenizer> LoadTokenizerFor(const std::string& flag_path,
+                                                 const ModelSource& m) {
   std::string path = flag_path;
   ASSIGN_OR_RETURN(data::Tokenizer tok,
                    m.snapshot_tokenizer.has_value()

@@ -36,8 +36,8 @@ absl::StatusOr<std::string> ResolveSnapshotDir(const std::string& dir) {
   if (fs::exists(fs::path(dir) / checkpoint::kMetaFile, ec)) return dir;
   if (!fs::exists(fs::path(dir) / checkpoint::kLatestFile, ec))
     return absl::NotFoundError(absl::StrCat(dir, ": not a snapshot (no ", checkpoint::kMetaFile,
-                                            ") nor a checkpoint root (no ",
-                                            checkpoint::kLatestFile, ")"));
+                                            ") nor a checkpoint root (no ", checkpoint::kLatestFile,
+                                            ")"));
   ASSIGN_OR_RETURN(std::string name, checkpoint::ReadLatest(dir));
   const std::string target = (fs::path(dir) / name).string();
   if (!fs::exists(fs::path(target) / checkpoint::kMetaFile, ec))
@@ -82,12 +82,17 @@ absl::StatusOr<data::Tokenizer> ResolveSnapshotTokenizer(const SnapshotTokenizer
                                                          std::string* used_path) {
   std::string path = flag_path;
   if (path.empty()) {
+    // Training snapshots record the checksum; an import of a folder without tokenizer.model does
+    // not, and its recipe's data.tokenizer is only a placeholder: never guess then.
+    if (snapshot.checksum.empty())
+      return absl::FailedPreconditionError(absl::StrCat(
+          snapshot.snapshot_dir, " records no tokenizer checksum; pass --tokenizer PATH"));
     path = snapshot.recorded_path;
     std::error_code ec;
     if (path.empty() || !fs::exists(path, ec))
-      return absl::NotFoundError(absl::StrCat(
-          "the tokenizer recorded in ", snapshot.snapshot_dir, " (data.tokenizer: '", path,
-          "') does not exist; pass --tokenizer PATH"));
+      return absl::NotFoundError(absl::StrCat("the tokenizer recorded in ", snapshot.snapshot_dir,
+                                              " (data.tokenizer: '", path,
+                                              "') does not exist; pass --tokenizer PATH"));
   }
   auto tok = data::Tokenizer::Load(path);  // its errors name the path
   if (!tok.ok()) return tok.status();

@@ -43,8 +43,9 @@ struct SnapshotModel {
 absl::StatusOr<SnapshotModel> OpenSnapshotModel(const std::string& dir);
 
 // The tokenizer for a snapshot: `flag_path` (--tokenizer) if set, else the recipe's data.tokenizer
-// (an error naming it and suggesting --tokenizer when that file is gone). FailedPrecondition when
-// its checksum differs from the snapshot's.
+// (an error naming it and suggesting --tokenizer when that file is gone, or when the snapshot
+// records no checksum, e.g. an import without tokenizer.model). FailedPrecondition when its
+// checksum differs from the snapshot's.
 // Also returns the path it used in *used_path (may be null).
 absl::StatusOr<data::Tokenizer> ResolveSnapshotTokenizer(const SnapshotTokenizer& snapshot,
                                                          const std::string& flag_path,

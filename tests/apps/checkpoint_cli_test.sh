@@ -3,10 +3,11 @@
 # eval / generate, `export`, `import`, `train --init-from` of an import, and their error messages.
 # Independent references: eval through the exported HF folder (a second loader), a re-export of the
 # import (bitwise), the snapshots' param fields compared by compare_snapshots, training metrics.
-# Usage: checkpoint_cli_test.sh MOETRAIN_BINARY COMPARE_SNAPSHOTS_BINARY
+# Usage: checkpoint_cli_test.sh MOETRAIN_BINARY COMPARE_SNAPSHOTS_BINARY FIXTURE_DIR
 set -uo pipefail
 BIN=$1
 CMP=$2
+FIX=$3/mixtral-tiny
 WORK=$(mktemp -d /tmp/moetrain-ckcli.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
@@ -103,6 +104,16 @@ a, b = load(sys.argv[1]), load(sys.argv[2])
 sys.exit(0 if a == b and len(a) > 10 else 1)
 PY
 "$CMP" param ck/step-00000006 B/step-00000000 && pass "param fields bitwise equal" || fail "param fields"
+
+# --- a Mixtral folder without a tokenizer (the golden fixture): same loss through the import.
+"$BIN" import --hf "$FIX/model" --out fx >/dev/null 2>&1 || fail "import of the mixtral fixture"
+lh=$("$BIN" eval --hf "$FIX/model" --input "$FIX/tokens.txt" --tokens 2>&1)
+lc=$("$BIN" eval --ckpt fx --input "$FIX/tokens.txt" --tokens 2>&1)
+[ -n "$lh" ] && [ "$lh" = "$lc" ] && pass "mixtral import: eval --ckpt == eval --hf: $lc" || fail "fixture: '$lh' vs '$lc'"
+expect_fail_with "import without a tokenizer needs --tokenizer" "records no tokenizer checksum; pass --tokenizer" \
+  "$BIN" export --ckpt fx --out fxhf
+"$BIN" export --ckpt fx --out fxhf --no-tokenizer >/dev/null 2>&1 && grep -q '"model_type": "mixtral"' fxhf/config.json \
+  && [ ! -e fxhf/tokenizer.model ] && pass "export --no-tokenizer" || fail "export --no-tokenizer"
 
 # --- fine-tuning: --init-from the import == --init-from the trained snapshot, and both start
 # where training ended (closer to its last loss than a fresh start is).
