@@ -49,9 +49,15 @@ absl::StatusOr<std::string> ReadFile(const std::string& path, const std::string&
   return s.str();
 }
 
-// The tokenizer must not produce ids the model has no embedding for.
-absl::StatusOr<data::Tokenizer> LoadTokenizerFor(const std::string& path, const ModelSource& m) {
-  ASSIGN_OR_RETURN(data::Tokenizer tok, data::Tokenizer::Load(path));
+// The tokenizer for `m`: `path` (--tokenizer), or for a snapshot its recorded one (checksum checked
+// either way). It must not produce ids the model has no embedding for.
+absl::StatusOr<data::Tokenizer> LoadTokenizerFor(const std::string& flag_path,
+                                                 const ModelSource& m) {
+  std::string path = flag_path;
+  ASSIGN_OR_RETURN(data::Tokenizer tok,
+                   m.snapshot_tokenizer.has_value()
+                       ? ResolveSnapshotTokenizer(*m.snapshot_tokenizer, flag_path, &path)
+                       : data::Tokenizer::Load(path));
   if (tok.vocab_size() > m.config.vocab_size)
     return absl::InvalidArgumentError(absl::StrCat("--tokenizer ", path, ": vocabulary of ",
                                                    tok.vocab_size(),
@@ -68,18 +74,34 @@ void ApplyThreads(int threads) {
 }  // namespace
 
 void ModelSourceFlags::Add(CLI::App* app) {
-  app->add_option("--hf", hf_dir, "Hugging Face Mixtral folder (config.json + safetensors)");
+  app->add_option("--hf", hf_dir,
+                  "Hugging Face Mixtral / Qwen2-MoE folder (config.json + safetensors)");
+  app->add_option("--ckpt", ckpt_dir,
+                  "moetrain snapshot directory, or a checkpoint root (its `latest` snapshot)");
 }
 
 absl::StatusOr<ModelSource> OpenModelSource(const ModelSourceFlags& flags) {
   ModelSource m;
+  if (!flags.hf_dir.empty() && !flags.ckpt_dir.empty())
+    return absl::InvalidArgumentError("pass only one of --hf and --ckpt");
   if (!flags.hf_dir.empty()) {
-    ASSIGN_OR_RETURN(m.config, checkpoint::ReadHfConfig(flags.hf_dir + "/config.json"));
+    ASSIGN_OR_RETURN(m.config, checkpoint::ReadHfConfigAny(flags.hf_dir + "/config.json"));
     ASSIGN_OR_RETURN(m.params, checkpoint::HfParamSource::Open(flags.hf_dir));
     m.name = flags.hf_dir;
     return m;
   }
-  return absl::InvalidArgumentError("no model: pass --hf DIR");
+  if (!flags.ckpt_dir.empty()) {
+    auto snapshot = OpenSnapshotModel(flags.ckpt_dir);
+    if (!snapshot.ok())
+      return absl::Status(snapshot.status().code(),
+                          absl::StrCat("--ckpt: ", snapshot.status().message()));
+    m.config = snapshot->recipe.model;
+    m.params = std::move(snapshot->params);
+    m.name = snapshot->dir;
+    m.snapshot_tokenizer = snapshot->tokenizer;
+    return m;
+  }
+  return absl::InvalidArgumentError("no model: pass --hf DIR or --ckpt DIR");
 }
 
 void GenerateFlags::Add(CLI::App* app) {
@@ -114,7 +136,7 @@ void EvalFlags::Add(CLI::App* app) {
 absl::Status RunGenerate(const GenerateFlags& f) {
   if (f.prompt.empty() == f.prompt_tokens.empty())
     return absl::InvalidArgumentError("generate: pass exactly one of --prompt and --prompt-tokens");
-  if (!f.prompt.empty() && f.tokenizer.empty())
+  if (!f.prompt.empty() && f.tokenizer.empty() && f.source.ckpt_dir.empty())
     return absl::InvalidArgumentError(
         "generate: --prompt needs --tokenizer (or use --prompt-tokens)");
   if (f.max_new_tokens < 1)
@@ -129,7 +151,8 @@ absl::Status RunGenerate(const GenerateFlags& f) {
   ApplyThreads(f.threads);
   ASSIGN_OR_RETURN(ModelSource m, OpenModelSource(f.source));
   std::unique_ptr<data::Tokenizer> tok;
-  if (!f.tokenizer.empty()) {
+  // A snapshot brings its tokenizer for text prompts; with --prompt-tokens only an explicit one.
+  if (!f.tokenizer.empty() || !f.prompt.empty()) {
     ASSIGN_OR_RETURN(data::Tokenizer t, LoadTokenizerFor(f.tokenizer, m));
     tok = std::make_unique<data::Tokenizer>(std::move(t));
   }
@@ -175,8 +198,12 @@ absl::Status RunGenerate(const GenerateFlags& f) {
 }
 
 absl::Status RunEval(const EvalFlags& f) {
-  if (f.tokens == !f.tokenizer.empty())
-    return absl::InvalidArgumentError("eval: pass exactly one of --tokenizer and --tokens");
+  if (f.tokens && !f.tokenizer.empty())
+    return absl::InvalidArgumentError("eval: pass only one of --tokenizer and --tokens");
+  if (!f.tokens && f.tokenizer.empty() && f.source.ckpt_dir.empty())
+    return absl::InvalidArgumentError(
+        "eval: pass exactly one of --tokenizer and --tokens (with --ckpt the snapshot's tokenizer "
+        "is the default)");
   ApplyThreads(f.threads);
   ASSIGN_OR_RETURN(ModelSource m, OpenModelSource(f.source));
   const int64_t max_pos = m.config.max_position_embeddings;

@@ -1,24 +1,29 @@
 // `moetrain generate` and `moetrain eval`: flags and the code behind them.
 //
 // Both load a model through ModelSourceFlags, the one place that turns flags into
-// (ModelConfig, ParamSource). Another source (e.g. `--ckpt DIR` for snapshots) is one more flag
-// there and one more branch in OpenModelSource. Every error names the flag or file at fault.
+// (ModelConfig, ParamSource): `--hf DIR` (a Mixtral / Qwen2-MoE folder) or `--ckpt DIR` (a snapshot
+// or a checkpoint root, apps/snapshot_source.h). With --ckpt the tokenizer defaults to the one the
+// snapshot's recipe names and must match the snapshot's tokenizer checksum. Every error names the
+// flag or file at fault.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "model/config.h"
+#include "apps/snapshot_source.h"
 #include "model/param_source.h"
 
 namespace moetrain::apps {
 
 struct ModelSourceFlags {
-  std::string hf_dir;  // --hf: a Hugging Face Mixtral folder (config.json + safetensors)
+  std::string hf_dir;    // --hf: a Hugging Face Mixtral folder (config.json + safetensors)
+  std::string ckpt_dir;  // --ckpt: a snapshot directory or a checkpoint root (uses `latest`)
   void Add(CLI::App* app);
 };
 
@@ -26,6 +31,8 @@ struct ModelSource {
   model::ModelConfig config;
   std::unique_ptr<model::ParamSource> params;
   std::string name;  // for messages: the folder or file it came from
+  // Set for --ckpt: the default tokenizer and the checksum a tokenizer must have.
+  std::optional<SnapshotTokenizer> snapshot_tokenizer;
 };
 
 // Exactly one source flag must be set. Errors name the flag or the file.
@@ -33,7 +40,7 @@ absl::StatusOr<ModelSource> OpenModelSource(const ModelSourceFlags& flags);
 
 struct GenerateFlags {
   ModelSourceFlags source;
-  std::string tokenizer;      // SentencePiece .model (required with --prompt)
+  std::string tokenizer;      // SentencePiece .model (required with --prompt unless --ckpt)
   std::string prompt;         // text
   std::string prompt_tokens;  // whitespace-separated ids (alternative to --prompt)
   int64_t max_new_tokens = 64;
@@ -47,7 +54,7 @@ struct GenerateFlags {
 
 struct EvalFlags {
   ModelSourceFlags source;
-  std::string input;  // text file (with --tokenizer) or token-id file (with --tokens)
+  std::string input;  // text file (with a tokenizer) or token-id file (with --tokens)
   std::string tokenizer;
   bool tokens = false;
   int64_t window = 0;  // 0 = min(max_position_embeddings, 1024)

@@ -3,15 +3,20 @@
 //   moetrain data tokenizer --input PATH... --vocab-size N --out tok.model
 //   moetrain data prepare   --input PATH... --tokenizer tok.model --out DIR
 //   moetrain train [RECIPE.yaml] [--set key.path=value]... [--dry-run] [--print-recipe]
-//   moetrain generate --hf DIR (--tokenizer tok.model --prompt TEXT | --prompt-tokens "1 2 3") [...]
-//   moetrain eval --hf DIR --input FILE (--tokenizer tok.model | --tokens) [--window N]
-//                 [--dump-logits OUT.safetensors]
+//   moetrain generate (--hf DIR | --ckpt DIR) (--prompt TEXT | --prompt-tokens "1 2 3")
+//                     [--tokenizer tok.model] [...]
+//   moetrain eval (--hf DIR | --ckpt DIR) --input FILE (--tokenizer tok.model | --tokens)
+//                 [--window N] [--dump-logits OUT.safetensors]
+//   moetrain inspect DIR
+//   moetrain export --ckpt DIR --out OUT [--dtype f32|bf16|fp16] [--quantize int8] [...]
+//   moetrain import --hf DIR --out ROOT [--recipe RECIPE.yaml]
 #include <csignal>
 #include <cstdio>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
 
+#include "apps/checkpoint_commands.h"
 #include "apps/infer_commands.h"
 #include "core/logging.h"
 #include "data/corpus.h"
@@ -129,6 +134,17 @@ int main(int argc, char** argv) {
   CLI::App* eval_cmd = app.add_subcommand("eval", "loss and perplexity of a text or token file");
   apps::EvalFlags eval_flags;
   eval_flags.Add(eval_cmd);
+  CLI::App* inspect_cmd =
+      app.add_subcommand("inspect", "describe a snapshot and verify every checksum");
+  apps::InspectFlags inspect_flags;
+  inspect_flags.Add(inspect_cmd);
+  CLI::App* export_cmd = app.add_subcommand("export", "write a snapshot as a Hugging Face folder");
+  apps::ExportFlags export_flags;
+  export_flags.Add(export_cmd);
+  CLI::App* import_cmd =
+      app.add_subcommand("import", "turn a Hugging Face folder into a snapshot to fine-tune from");
+  apps::ImportFlags import_flags;
+  import_flags.Add(import_cmd);
 
   try {
     app.parse(argc, argv);
@@ -162,6 +178,18 @@ int main(int argc, char** argv) {
   }
   if (eval_cmd->parsed()) {
     absl::Status s = apps::RunEval(eval_flags);
+    return s.ok() ? 0 : Fail(s);
+  }
+  if (inspect_cmd->parsed()) {
+    absl::Status s = apps::RunInspect(inspect_flags);
+    return s.ok() ? 0 : Fail(s);
+  }
+  if (export_cmd->parsed()) {
+    absl::Status s = apps::RunExport(export_flags);
+    return s.ok() ? 0 : Fail(s);
+  }
+  if (import_cmd->parsed()) {
+    absl::Status s = apps::RunImport(import_flags);
     return s.ok() ? 0 : Fail(s);
   }
   if (train_cmd->parsed()) {

@@ -7,7 +7,8 @@
 --logits: a safetensors file with "logits" [positions, vocab] (F32 or F64), as written by moetrain
 (e.g. `moetrain eval --dump-logits`, or tests/checkpoint/hf_export_test with MOETRAIN_HF_EXPORT_DUMP)
 or the fixture's float64 golden logits (tests/fixtures/mixtral-tiny/logits_ref.safetensors). Token ids
-come from --tokens/--tokens-file, else from a "tokens" tensor in the logits file.
+come from --tokens/--tokens-file, else from a "tokens" tensor in the logits file (one more token than
+logits rows, as `moetrain eval` writes it, drops the last: it is only a target).
 The model class follows config.json: MixtralForCausalLM or Qwen2MoeForCausalLM. Weights are loaded and
 run in float32 (bf16/f16 exports are upcast), so the difference measures the export, not HF's
 low-precision kernels. Prints the max abs difference; exits 1 above --tol.
@@ -58,6 +59,10 @@ def main():
             tokens = [int(t) for t in fh.read().split()]
     elif stored_tokens is not None:
         tokens = [int(t) for t in stored_tokens]
+        # `moetrain eval --dump-logits` stores n tokens and n - 1 rows (row r predicts token r + 1):
+        # the last token is only a target.
+        if len(tokens) == want.shape[0] + 1:
+            tokens = tokens[:-1]
     else:
         sys.exit("no token ids: pass --tokens/--tokens-file or store 'tokens' in the logits file")
 
