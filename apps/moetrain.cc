@@ -6,6 +6,8 @@
 //   moetrain generate --hf DIR (--tokenizer tok.model --prompt TEXT | --prompt-tokens "1 2 3") [...]
 //   moetrain eval --hf DIR --input FILE (--tokenizer tok.model | --tokens) [--window N]
 //                 [--dump-logits OUT.safetensors]
+//   moetrain plot METRICS.jsonl --out DIR [--run N]
+//   moetrain experts METRICS.jsonl|SNAPSHOT_DIR [--last N]
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -13,6 +15,7 @@
 #include <CLI/CLI.hpp>
 
 #include "apps/infer_commands.h"
+#include "apps/metrics_commands.h"
 #include "core/logging.h"
 #include "data/corpus.h"
 #include "data/prepare.h"
@@ -130,6 +133,14 @@ int main(int argc, char** argv) {
   apps::EvalFlags eval_flags;
   eval_flags.Add(eval_cmd);
 
+  CLI::App* plot_cmd = app.add_subcommand("plot", "render a metrics file as PNGs (python3 + matplotlib)");
+  apps::PlotFlags plot_flags;
+  plot_flags.Add(plot_cmd);
+  CLI::App* experts_cmd = app.add_subcommand(
+      "experts", "expert utilisation, imbalance and dead experts (metrics file or snapshot)");
+  apps::ExpertsFlags experts_flags;
+  experts_flags.Add(experts_cmd);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -162,6 +173,14 @@ int main(int argc, char** argv) {
   }
   if (eval_cmd->parsed()) {
     absl::Status s = apps::RunEval(eval_flags);
+    return s.ok() ? 0 : Fail(s);
+  }
+  if (plot_cmd->parsed()) {
+    absl::Status s = apps::RunPlot(plot_flags);
+    return s.ok() ? 0 : Fail(s);
+  }
+  if (experts_cmd->parsed()) {
+    absl::Status s = apps::RunExperts(experts_flags);
     return s.ok() ? 0 : Fail(s);
   }
   if (train_cmd->parsed()) {
