@@ -1,5 +1,6 @@
 #include "apps/metrics_commands.h"
 
+#include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
 
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "core/status.h"
 #include "generated/apps/plot_metrics_script.h"
 #include "trainer/expert_report.h"
@@ -25,39 +27,68 @@ void PlotFlags::Add(CLI::App* app) {
   app->add_option("--run", run, "which run in the file (0 = first, -1 = last)")->capture_default_str();
 }
 
-absl::Status RunPlot(const PlotFlags& flags) {
-  if (!std::filesystem::is_regular_file(flags.metrics))
-    return absl::NotFoundError(absl::StrCat(flags.metrics, ": no such metrics file"));
-  const char* env_python = std::getenv("MOETRAIN_PYTHON");
-  const std::string python = env_python != nullptr && *env_python ? env_python : "python3";
-  // python3 -c SCRIPT METRICS --out DIR --run N: the script travels inside the binary, so an
-  // installed moetrain needs no source tree.
-  std::vector<std::string> args = {python,        "-c",   kPlotMetricsScript, flags.metrics,
-                                   "--out",       flags.out_dir, "--run",     std::to_string(flags.run)};
+namespace {
+
+// Runs argv[0] (searched on PATH) with argv; quiet sends its stdout and stderr to /dev/null.
+// Returns its exit status (128 + signal when killed), or an error when it cannot start.
+absl::StatusOr<int> Spawn(std::vector<std::string> args, bool quiet) {
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  if (quiet) {
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  }
   pid_t pid = 0;
-  const int rc = posix_spawnp(&pid, python.c_str(), nullptr, nullptr, argv.data(), environ);
-  if (rc != 0)
-    return absl::FailedPreconditionError(absl::StrCat(
-        "moetrain plot needs ", python, " on PATH with matplotlib (", std::strerror(rc),
-        "); install python3 and then `pip install matplotlib` (Debian: apt-get install python3-matplotlib), "
-        "or set MOETRAIN_PYTHON to an interpreter that has it"));
+  const int rc = posix_spawnp(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) return absl::NotFoundError(absl::StrCat(args[0], ": ", std::strerror(rc)));
   int status = 0;
   while (waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR)
-      return absl::InternalError(absl::StrCat("waitpid on ", python, ": ", std::strerror(errno)));
+      return absl::InternalError(absl::StrCat("waitpid on ", args[0], ": ", std::strerror(errno)));
   }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return absl::OkStatus();
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace
+
+absl::Status RunPlot(const PlotFlags& flags) {
+  if (!std::filesystem::is_regular_file(flags.metrics))
+    return absl::NotFoundError(absl::StrCat(flags.metrics, ": no such metrics file"));
+  // $MOETRAIN_PYTHON, else python3 on PATH, else the system one: scripts/install-deps.sh installs
+  // Debian's python3-matplotlib for /usr/bin/python3, which a pyenv or venv python3 on PATH hides.
+  const char* env_python = std::getenv("MOETRAIN_PYTHON");
+  std::vector<std::string> candidates;
+  if (env_python != nullptr && *env_python) {
+    candidates = {env_python};
+  } else {
+    candidates = {"python3", "/usr/bin/python3"};
+  }
+  std::string python;
+  for (const std::string& c : candidates) {
+    absl::StatusOr<int> probe = Spawn({c, "-c", "import matplotlib"}, /*quiet=*/true);
+    if (probe.ok() && *probe == 0) {
+      python = c;
+      break;
+    }
+  }
+  if (python.empty())
+    return absl::FailedPreconditionError(absl::StrCat(
+        "moetrain plot needs python3 with matplotlib; none of ", absl::StrJoin(candidates, ", "),
+        " can import it: pip install matplotlib (Debian: apt-get install python3-matplotlib, as "
+        "scripts/install-deps.sh does), or set MOETRAIN_PYTHON to an interpreter that has it"));
+  // python3 -c SCRIPT METRICS --out DIR --run N: the script travels inside the binary, so an
+  // installed moetrain needs no source tree.
+  ASSIGN_OR_RETURN(int rc, Spawn({python, "-c", kPlotMetricsScript, flags.metrics, "--out",
+                                  flags.out_dir, "--run", std::to_string(flags.run)},
+                                 /*quiet=*/false));
+  if (rc == 0) return absl::OkStatus();
   // The script printed its own message (file:line, or the pip hint) to stderr.
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 3)
-    return absl::FailedPreconditionError("matplotlib is missing: pip install matplotlib (see above)");
-  return absl::InvalidArgumentError(absl::StrCat(
-      "plotting ", flags.metrics, " failed (", python,
-      WIFEXITED(status) ? absl::StrCat(" exited with ", WEXITSTATUS(status))
-                        : absl::StrCat(" killed by signal ", WTERMSIG(status)),
-      "; its message is above)"));
+  return absl::InvalidArgumentError(absl::StrCat("plotting ", flags.metrics, " failed (", python,
+                                                 " exited with ", rc, "; its message is above)"));
 }
 
 void ExpertsFlags::Add(CLI::App* app) {

@@ -1,7 +1,8 @@
 // `moetrain plot` and `moetrain experts`: flags and the code behind them (docs/metrics.md).
 //
 //   moetrain plot METRICS.jsonl --out DIR [--run N]
-//     runs the embedded scripts/plot_metrics.py with python3 from PATH (or $MOETRAIN_PYTHON):
+//     runs the embedded scripts/plot_metrics.py with $MOETRAIN_PYTHON, else the first of python3
+//     on PATH and /usr/bin/python3 that imports matplotlib:
 //     loss / val loss, LR, grad norm, tokens/s and an expert-load heatmap as PNGs in DIR.
 //   moetrain experts METRICS.jsonl|SNAPSHOT_DIR [--last N]
 //     per-layer expert utilisation, imbalance and dead experts over the last N logged steps of a

@@ -97,7 +97,8 @@ def expert_heatmap(plt, out, events, start):
         moe_layers = list(range(layers))
     cols = min(4, layers)
     rows = (layers + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols + 1, 3 * rows + 0.6), dpi=100, squeeze=False,
+                             constrained_layout=True)
     image = None
     for i in range(rows * cols):
         ax = axes[i // cols][i % cols]
@@ -112,9 +113,11 @@ def expert_heatmap(plt, out, events, start):
                 tot = sum(load[i]) if len(load) > i else 0
                 row.append(load[i][ex] / tot if tot > 0 and ex < len(load[i]) else 0.0)
             grid.append(row)
-        image = ax.imshow(grid, aspect="auto", origin="lower", interpolation="nearest",
-                          cmap="viridis", vmin=0.0,
-                          extent=(steps[0] - 0.5, steps[-1] + 0.5, -0.5, experts - 0.5))
+        # Logged steps are unevenly spaced (step 1, then every N): cell edges halfway between.
+        mids = [(a + b) / 2 for a, b in zip(steps, steps[1:])]
+        x_edges = [steps[0] - 0.5] + mids + [steps[-1] + 0.5]
+        y_edges = [ex - 0.5 for ex in range(experts + 1)]
+        image = ax.pcolormesh(x_edges, y_edges, grid, cmap="viridis", vmin=0.0, shading="flat")
         ax.set_title(f"layer {moe_layers[i]}")
         ax.set_xlabel("step")
         ax.set_ylabel("expert")
