@@ -10,6 +10,8 @@
 //   moetrain inspect DIR
 //   moetrain export --ckpt DIR --out OUT [--dtype f32|bf16|fp16] [--quantize int8] [...]
 //   moetrain import --hf DIR --out ROOT [--recipe RECIPE.yaml]
+//   moetrain plot METRICS.jsonl --out DIR [--run N]
+//   moetrain experts METRICS.jsonl|SNAPSHOT_DIR [--last N]
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -18,6 +20,7 @@
 
 #include "apps/checkpoint_commands.h"
 #include "apps/infer_commands.h"
+#include "apps/metrics_commands.h"
 #include "core/logging.h"
 #include "data/corpus.h"
 #include "data/prepare.h"
@@ -146,6 +149,14 @@ int main(int argc, char** argv) {
   apps::ImportFlags import_flags;
   import_flags.Add(import_cmd);
 
+  CLI::App* plot_cmd = app.add_subcommand("plot", "render a metrics file as PNGs (python3 + matplotlib)");
+  apps::PlotFlags plot_flags;
+  plot_flags.Add(plot_cmd);
+  CLI::App* experts_cmd = app.add_subcommand(
+      "experts", "expert utilisation, imbalance and dead experts (metrics file or snapshot)");
+  apps::ExpertsFlags experts_flags;
+  experts_flags.Add(experts_cmd);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -190,6 +201,14 @@ int main(int argc, char** argv) {
   }
   if (import_cmd->parsed()) {
     absl::Status s = apps::RunImport(import_flags);
+    return s.ok() ? 0 : Fail(s);
+  }
+  if (plot_cmd->parsed()) {
+    absl::Status s = apps::RunPlot(plot_flags);
+    return s.ok() ? 0 : Fail(s);
+  }
+  if (experts_cmd->parsed()) {
+    absl::Status s = apps::RunExperts(experts_flags);
     return s.ok() ? 0 : Fail(s);
   }
   if (train_cmd->parsed()) {

@@ -17,6 +17,7 @@ PACKAGES=(
   nlohmann-json3-dev
   fortunes
   procps
+  python3 python3-matplotlib
   slurm-wlm munge
 )
 

@@ -613,6 +613,7 @@ KeySpec RecipeSchema(Recipe* r) {
                       {
                           IntKey("every_steps", &r->logging.every_steps),
                           StringKey("metrics_file", &r->logging.metrics_file),
+                          StringKey("prometheus_file", &r->logging.prometheus_file),
                       }),
               Section("eval",
                       {

@@ -12,7 +12,7 @@
 //   precision:  fp32 | bf16 | fp16
 //   loss_scale: initial, growth_factor, backoff_factor, growth_interval, hysteresis, min  (fp16)
 //   activation_checkpointing: none | full | selective, or {mode: ..., every: n}
-//   logging:    every_steps, metrics_file
+//   logging:    every_steps, metrics_file, prometheus_file
 //   eval:       every_steps, batches
 //   checkpoint: dir, every_steps, keep, async
 //   sample:     prompts, max_new_tokens, temperature, top_p, seed
@@ -109,6 +109,8 @@ struct BatchConfig {
 struct LoggingConfig {
   int64_t every_steps = 10;  // log training metrics every N optimizer steps; >= 1
   std::string metrics_file;  // JSON-lines metrics path; "" = no metrics file
+  std::string prometheus_file;  // Prometheus textfile (node_exporter's textfile collector), rewritten
+                                // atomically every every_steps; "" = off (docs/metrics.md)
 };
 
 struct EvalConfig {

@@ -22,6 +22,7 @@
 #include "optim/loss_scaler.h"
 #include "optim/zero_optimizer.h"
 #include "trainer/memory_plan.h"
+#include "trainer/metrics.h"
 #include "trainer/train_snapshot.h"
 #include "trainer/flops.h"
 #include "trainer/lr_schedule.h"
@@ -45,42 +46,6 @@ std::string FormatDuration(double s) {
   return absl::StrFormat("%ds", t);
 }
 
-
-// Max over MoE layers of (max tokens per expert / mean tokens per expert); 1 = perfectly balanced.
-double LoadImbalance(const std::vector<std::vector<int64_t>>& counts) {
-  double worst = 0;
-  for (const auto& layer : counts) {
-    double sum = 0, mx = 0;
-    for (int64_t c : layer) {
-      sum += c;
-      mx = std::max(mx, static_cast<double>(c));
-    }
-    if (sum > 0) worst = std::max(worst, mx / (sum / layer.size()));
-  }
-  return worst;
-}
-
-// Appends JSON lines to the metrics file (appending keeps earlier runs; each run starts with a
-// "start" record). A no-op when no file is configured.
-class MetricsWriter {
- public:
-  absl::Status Open(const std::string& path) {
-    if (path.empty()) return absl::OkStatus();
-    out_.open(path, std::ios::app);
-    if (!out_) return absl::FailedPreconditionError(absl::StrCat(path, ": cannot open metrics file for appending"));
-    path_ = path;
-    return absl::OkStatus();
-  }
-  void Write(const nlohmann::json& j) {
-    if (!out_.is_open()) return;
-    out_ << j.dump() << "\n";
-    out_.flush();
-  }
-
- private:
-  std::string path_;
-  std::ofstream out_;
-};
 
 // Calls fn(spec, local view) for every tensor (parameters and buffers) this rank holds, gathering
 // each parameter group first (ZeRO-3 keeps only two layers resident). Collective over dp / edp.
@@ -370,9 +335,20 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
                                   peak / 1e9, NumThreads(), flops_per_token / 1e6);
 
   MetricsWriter metrics;  // rank 0 speaks for the run
-  if (rank0) RETURN_IF_ERROR(metrics.Open(recipe.logging.metrics_file));
-  metrics.Write({{"event", "start"}, {"recipe", RecipeToYaml(recipe)},
-                 {"unigram_val_loss", result.unigram_val_loss}, {"sgemm_peak_flops", peak}});
+  if (rank0)
+    RETURN_IF_ERROR(metrics.Open(recipe.logging.metrics_file, recipe.logging.prometheus_file,
+                                 start_step, recipe.schedule.total_steps));
+  {
+    // Model layer index of each MoE layer: the rows of every step's expert_load.
+    std::vector<int64_t> moe_layers;
+    for (int64_t l = 0; l < recipe.model.num_hidden_layers; ++l)
+      if (recipe.model.IsMoeLayer(l)) moe_layers.push_back(l);
+    metrics.Write({{"event", "start"}, {"recipe", RecipeToYaml(recipe)},
+                   {"unigram_val_loss", result.unigram_val_loss}, {"sgemm_peak_flops", peak},
+                   {"start_step", start_step}, {"total_steps", recipe.schedule.total_steps},
+                   {"moe_layers", moe_layers},
+                   {"num_experts", recipe.model.num_local_experts}});
+  }
 
   auto evaluate = [&]() {
     double sum = 0;
@@ -398,7 +374,7 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
     // A fingerprint of the global batch (sum over its sequences of a hash of (global index,
     // tokens)), summed over dp: equal across layouts iff they trained on the same data.
     double batch_hash = 0;
-    std::vector<std::vector<int64_t>> counts;
+    ExpertLoad counts;  // tokens per expert over the step's micro-batches (global)
     for (int micro = 0; micro < A; ++micro) {
       sampler.Fill(step, micro, dp_rank, tokens.data(), targets.data());
       for (int64_t i = 0; i < B; ++i) {
@@ -410,7 +386,7 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
       model->Backward(scaler.scale() / A);
       ce += l.ce / A;
       aux += l.aux / A;
-      if (micro == 0) counts = model->ExpertCounts();
+      AccumulateExpertLoad(model->expert_counts(), &counts);
     }
     if (groups != nullptr)
       RETURN_IF_ERROR(groups->dp().AllReduce(&batch_hash, &batch_hash, 1, DType::kF64));
@@ -423,8 +399,7 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
       MT_LOG(WARNING) << "step " << step + 1 << ": non-finite gradient at loss scale " << loss_scale
                       << "; step skipped (parameters and optimizer state unchanged), scale now "
                       << scaler.scale();
-      metrics.Write({{"event", "skipped_step"}, {"step", step + 1}, {"loss_scale", loss_scale},
-                     {"new_loss_scale", scaler.scale()}});
+      metrics.WriteSkippedStep(step + 1, loss_scale, scaler.scale());
     } else {
       model->UpdateRouterBias();
     }
@@ -446,11 +421,21 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
           "load max/mean %.2f | ETA %s",
           step + 1, total_steps, ce, aux, lr, st.grad_norm, tok_s, 100 * mfu, imbalance,
           FormatDuration(eta));
-      metrics.Write({{"event", "step"}, {"step", step + 1}, {"loss", ce}, {"aux_loss", aux},
-                     {"lr", lr}, {"grad_norm", st.grad_norm}, {"tokens_per_s", tok_s},
-                     {"mfu", mfu}, {"load_imbalance", imbalance}, {"eta_s", eta}, {"batch_hash", batch_hash},
-                     {"elapsed_s", elapsed}, {"loss_scale", loss_scale},
-                     {"experts_skipped", st.experts_skipped}});
+      StepMetrics sm;
+      sm.step = step + 1;
+      sm.loss = ce;
+      sm.aux_loss = aux;
+      sm.lr = lr;
+      sm.grad_norm = st.grad_norm;
+      sm.tokens_per_s = tok_s;
+      sm.mfu = mfu;
+      sm.eta_s = eta;
+      sm.batch_hash = batch_hash;
+      sm.elapsed_s = elapsed;
+      sm.loss_scale = loss_scale;
+      sm.experts_skipped = st.experts_skipped;
+      sm.expert_load = std::move(counts);
+      metrics.WriteStep(sm);
       window_start = Clock::now();
       window_tokens = 0;
     }
@@ -468,8 +453,7 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
       const double val = evaluate();
       MT_LOG(INFO) << absl::StrFormat("eval step %d | val loss %.4f | unigram %.4f", step + 1, val,
                                       result.unigram_val_loss);
-      metrics.Write({{"event", "eval"}, {"step", step + 1}, {"val_loss", val},
-                     {"unigram_val_loss", result.unigram_val_loss}});
+      metrics.WriteEval(step + 1, val, result.unigram_val_loss);
       window_start = Clock::now();
       window_tokens = 0;
     }
@@ -488,8 +472,7 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
       "final | val loss %.4f | unigram baseline %.4f | %.4f nats below the baseline | %s",
       result.final_val_loss, result.unigram_val_loss, result.unigram_val_loss - result.final_val_loss,
       FormatDuration(Seconds(run_start, Clock::now())));
-  metrics.Write({{"event", "final"}, {"step", result.steps_done}, {"val_loss", result.final_val_loss},
-                 {"unigram_val_loss", result.unigram_val_loss}});
+  metrics.WriteFinal(result.steps_done, result.final_val_loss, result.unigram_val_loss);
   result.peak_rss_bytes = PeakRssBytes();
   ASSIGN_OR_RETURN(std::vector<std::vector<size_t>> peaks,
                    GatherSizes(groups, {result.peak_rss_bytes, result.planned_bytes}));
