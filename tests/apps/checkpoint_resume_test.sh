@@ -162,7 +162,7 @@ else fail "shard_data_offset found no chunk in $f"; fi
 corrupt_copy allbad
 for f in allbad.ckpt/step-*/$SHARD; do truncate -s $(($(stat -c %s $f) / 2)) $f; done
 if ! train allbad 1 --resume auto && grep -q "$STEP6" allbad.log && [ "$(num_steps_logged allbad)" = 0 ]; then
-  pass "all snapshots corrupt: resume auto fails and trains nothing ($(grep -v skipped allbad.log | tail -1 | cut -c1-120))"
+  pass "all snapshots corrupt: resume auto fails and trains nothing ($(grep 'error:' allbad.log | head -1 | cut -c1-160))"
 else fail "all snapshots corrupt: resume auto did not fail cleanly"; tail -3 allbad.log; fi
 
 # ---- 4. writer killed mid-save ---------------------------------------------------------------
@@ -183,7 +183,7 @@ for attempt in 1 2 3; do
   tmp=$(ls -d kill.ckpt/.tmp-* 2>/dev/null | head -1)
   if [ -n "$latest" ] && "$SNAPCMP" "kill.ckpt/$latest" "kill.ckpt/$latest" >/dev/null 2>&1; then
     step=$((10#${latest#step-}))
-    if train kill_resume 1 --resume auto --set checkpoint.dir="$WORK/kill.ckpt" --set schedule.total_steps=$((step + 1)) &&
+    if train kill_resume 1 --resume auto --set checkpoint.dir="$WORK/kill.ckpt" --set schedule.total_steps=$((step + 4)) &&
        grep -q "resumed from .*$latest" kill_resume.log && ! grep -q skipped kill_resume.log; then
       pass "killed writer (attempt $attempt): latest = $latest verifies, resume auto takes it${tmp:+ (save in flight left $(basename $tmp))}"
     else fail "killed writer: resume auto did not take $latest"; tail -3 kill_resume.log; fi
