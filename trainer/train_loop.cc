@@ -466,6 +466,13 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
     }
   }
 
+  // A run resumed with no steps left (total_steps <= the snapshot's step) writes the state it
+  // loaded to checkpoint.dir, unless that already holds this step: the same state resharded into
+  // this run's layout (an offline reshard; the resharding tests compare it with the source).
+  if (snapshots && !resume_dir.empty() && start_step >= total_steps &&
+      !std::filesystem::exists(std::filesystem::path(recipe.checkpoint.dir) /
+                               checkpoint::StepDirName(start_step)))
+    RETURN_IF_ERROR(save(start_step));
   RETURN_IF_ERROR(commit());
   result.final_val_loss = evaluate();
   MT_LOG(INFO) << absl::StrFormat(
