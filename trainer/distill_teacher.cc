@@ -11,19 +11,22 @@ namespace moetrain::trainer {
 absl::StatusOr<std::unique_ptr<DistillTeacher>> DistillTeacher::Load(
     const std::string& snapshot_dir, const std::string& tokenizer_checksum, int64_t student_vocab,
     int64_t batch, int64_t seq, int num_threads, const model::ModelParallel& parallel) {
-  ASSIGN_OR_RETURN(checkpoint::SnapshotReader reader, checkpoint::SnapshotReader::Open(snapshot_dir));
+  ASSIGN_OR_RETURN(checkpoint::SnapshotReader reader,
+                   checkpoint::SnapshotReader::Open(snapshot_dir));
   RETURN_IF_ERROR(reader.Verify());
   const nlohmann::json& meta = reader.meta();
   if (!meta.contains("state") || !meta["state"].contains("recipe") ||
       !meta["state"]["recipe"].is_string())
-    return absl::FailedPreconditionError(absl::StrCat(
-        snapshot_dir, "/meta.json: distill.teacher: no state.recipe (the teacher's model config); "
-                      "the teacher must be a snapshot written by `moetrain train`"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(snapshot_dir,
+                     "/meta.json: distill.teacher: no state.recipe (the teacher's model config); "
+                     "the teacher must be a snapshot written by `moetrain train`"));
   const nlohmann::json& state = meta["state"];
   if (!state.contains("tokenizer_checksum"))
-    return absl::FailedPreconditionError(absl::StrCat(
-        snapshot_dir, "/meta.json: distill.teacher: no state.tokenizer_checksum, so the teacher's "
-                      "tokenizer cannot be checked against the student's"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(snapshot_dir,
+                     "/meta.json: distill.teacher: no state.tokenizer_checksum, so the teacher's "
+                     "tokenizer cannot be checked against the student's"));
   if (state["tokenizer_checksum"] != tokenizer_checksum)
     return absl::FailedPreconditionError(absl::StrCat(
         snapshot_dir, ": distill.teacher was trained with another tokenizer (checksum ",
@@ -40,8 +43,9 @@ absl::StatusOr<std::unique_ptr<DistillTeacher>> DistillTeacher::Load(
         student_vocab, "; teacher and student must share one vocabulary"));
   if (parallel.tp != nullptr && parallel.tp->size() > 1)
     return absl::InvalidArgumentError(
-        absl::StrCat(snapshot_dir, ": distill.teacher: tensor parallelism (tp > 1) is not supported "
-                                   "for distillation"));
+        absl::StrCat(snapshot_dir,
+                     ": distill.teacher: tensor parallelism (tp > 1) is not supported "
+                     "for distillation"));
 
   model::ModelParallel mp = parallel;
   mp.zero_stage = 0;  // the whole share resident: no hooks, nothing gathered or scattered
@@ -51,8 +55,9 @@ absl::StatusOr<std::unique_ptr<DistillTeacher>> DistillTeacher::Load(
     absl::StatusOr<std::unique_ptr<model::Model<float>>> m =
         model::Model<float>::Create(config, batch, seq, num_threads, mp);
     if (!m.ok())
-      return absl::Status(m.status().code(), absl::StrCat(snapshot_dir, ": distill.teacher model: ",
-                                                          m.status().message()));
+      return absl::Status(
+          m.status().code(),
+          absl::StrCat(snapshot_dir, ": distill.teacher model: ", m.status().message()));
     t->model_ = std::move(m).value();
   }
 
@@ -70,8 +75,10 @@ absl::StatusOr<std::unique_ptr<DistillTeacher>> DistillTeacher::Load(
     }
   }
   if (!problems.empty())
-    return absl::DataLossError(absl::StrCat(snapshot_dir, ": distill.teacher does not match its own "
-                                            "recipe: ", absl::StrJoin(problems, "; ")));
+    return absl::DataLossError(absl::StrCat(snapshot_dir,
+                                            ": distill.teacher does not match its own "
+                                            "recipe: ",
+                                            absl::StrJoin(problems, "; ")));
   // Read-only load: each held tensor (full, since tp = 1 and ZeRO 0) straight into its view.
   for (const model::ParamSpec& s : m.table().specs()) {
     if (!m.Holds(s.name)) continue;  // another expert-parallel rank's expert

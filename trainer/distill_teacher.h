@@ -24,9 +24,11 @@ class DistillTeacher {
  public:
   // student_vocab and tokenizer_checksum: the student's; parallel: the student's groups (its
   // zero_stage is ignored). num_threads as Model::Create.
-  static absl::StatusOr<std::unique_ptr<DistillTeacher>> Load(
-      const std::string& snapshot_dir, const std::string& tokenizer_checksum, int64_t student_vocab,
-      int64_t batch, int64_t seq, int num_threads, const model::ModelParallel& parallel);
+  static absl::StatusOr<std::unique_ptr<DistillTeacher>> Load(const std::string& snapshot_dir,
+                                                              const std::string& tokenizer_checksum,
+                                                              int64_t student_vocab, int64_t batch,
+                                                              int64_t seq, int num_threads,
+                                                              const model::ModelParallel& parallel);
 
   // The teacher's own loss on the batch (its CE is the floor the student's KL pulls toward).
   model::LossBreakdown Forward(const int32_t* tokens, const int32_t* targets) {

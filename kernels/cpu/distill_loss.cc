@@ -32,8 +32,8 @@ int64_t CountValidTargets(const int32_t* targets, int64_t n, int64_t v, int32_t 
   int64_t valid = 0;
   for (int64_t t = 0; t < n; ++t) {
     if (targets[t] == ignore_index) continue;
-    MT_CHECK_MSG(targets[t] >= 0 && targets[t] < v, "distill_loss: target ", targets[t],
-                 " at row ", t, " outside [0, ", v, ") and not the ignore index ", ignore_index);
+    MT_CHECK_MSG(targets[t] >= 0 && targets[t] < v, "distill_loss: target ", targets[t], " at row ",
+                 t, " outside [0, ", v, ") and not the ignore index ", ignore_index);
     ++valid;
   }
   return valid;
@@ -114,8 +114,8 @@ void DistillLossBackward(T* dlogits, const T* student_logits, const T* lse, cons
                               alpha * static_cast<double>(dloss), n, v, temperature, ignore_index);
 }
 
-#define MT_INSTANTIATE(T)                                                                       \
-  template int64_t DistillKlForward<T>(T*, const T*, const T*, const int32_t*, int64_t, int64_t,  \
+#define MT_INSTANTIATE(T)                                                                        \
+  template int64_t DistillKlForward<T>(T*, const T*, const T*, const int32_t*, int64_t, int64_t, \
                                        double, int32_t);                                         \
   template void DistillKlBackwardAccumulate<T>(T*, const T*, const T*, const int32_t*, double,   \
                                                int64_t, int64_t, double, int32_t);               \
