@@ -9,6 +9,7 @@
 #include "core/phase_timer.h"
 #include "kernels/cast.h"
 #include "kernels/cross_entropy.h"
+#include "kernels/distill_loss.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
 #include "kernels/matmul.h"
@@ -346,7 +347,8 @@ absl::Status Model<T>::Plan(int num_threads) {
     ly.moe.set_store_dtype(options_.compute_dtype);
   }
   counts_.assign(c.NumMoeLayers(), std::vector<int64_t>(c.num_local_experts, 0));
-  reduce_buf_.assign(3 + 2 * c.num_local_experts + c.NumMoeLayers() * c.num_local_experts, 0.0);
+  // The last element is the distillation KL sum (0 without a teacher).
+  reduce_buf_.assign(3 + 2 * c.num_local_experts + c.NumMoeLayers() * c.num_local_experts + 1, 0.0);
   aux_counts_.assign(c.num_local_experts, 0.0);
   aux_prob_sum_.assign(c.num_local_experts, 0.0);
   aux_coef_.assign(c.num_local_experts, 0.0);
@@ -500,7 +502,13 @@ LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
   ph.Next("fwd.ce");
   LossBreakdown r;
   int64_t num_targets = 0;
-  if (tp_ == nullptr) {
+  double kl_sum = 0;
+  if (tp_ == nullptr && distill_teacher_ != nullptr) {
+    num_targets = kernels::DistillLossForward(
+        distill_losses_.data(), ce_losses_, distill_kl_.data(), ce_lse_, logits_, distill_teacher_,
+        targets_, n, V, distill_alpha_, distill_temperature_, kIgnoreIndex);
+    for (int64_t i = 0; i < n; ++i) kl_sum += static_cast<double>(distill_kl_[i]);
+  } else if (tp_ == nullptr) {
     num_targets =
         kernels::CrossEntropyForward(ce_losses_, ce_lse_, logits_, targets_, n, V, kIgnoreIndex);
   } else {  // vocab-parallel: global max, then the sums of exp and the target logit over tp
@@ -529,6 +537,7 @@ LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
   buf[0] = ce_sum;
   buf[1] = static_cast<double>(num_targets);
   buf[2] = z_sum_;
+  reduce_buf_.back() = kl_sum;
   for (int64_t e = 0; e < E; ++e) {
     buf[3 + e] = aux_counts_[e];
     buf[3 + E + e] = aux_prob_sum_[e];
@@ -541,6 +550,7 @@ LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
   ce_sum = buf[0];
   num_targets = static_cast<int64_t>(std::llround(buf[1]));
   z_sum_ = buf[2];
+  kl_sum = reduce_buf_.back();
   for (int64_t e = 0; e < E; ++e) {
     aux_counts_[e] = buf[3 + e];
     aux_prob_sum_[e] = buf[3 + E + e];
@@ -559,10 +569,45 @@ LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
     r.aux = static_cast<double>(E) * aux / (ntot * ntot);
     r.z = z_sum_ / ntot;
   }
-  r.total = r.ce + c.router_aux_loss_coef * r.aux + c.router_z_loss_coef * r.z;
+  if (distill_teacher_ != nullptr) {
+    // alpha = 0: (1 - 0) * ce + 0 * kl == ce exactly, so the total matches plain training bitwise.
+    r.kl = r.num_targets > 0 ? kl_sum / r.num_targets : 0.0;
+    const double head = (1.0 - distill_alpha_) * r.ce +
+                        distill_alpha_ * distill_temperature_ * distill_temperature_ * r.kl;
+    r.total = head + c.router_aux_loss_coef * r.aux + c.router_z_loss_coef * r.z;
+  } else {
+    r.total = r.ce + c.router_aux_loss_coef * r.aux + c.router_z_loss_coef * r.z;
+  }
   last_ = r;
   if (hooks_ != nullptr) hooks_->AfterForward(top);
   return r;
+}
+
+template <typename T>
+absl::Status Model<T>::SetDistillationTarget(const T* teacher_logits, double alpha,
+                                             double temperature) {
+  if (teacher_logits == nullptr) {
+    distill_teacher_ = nullptr;
+    return absl::OkStatus();
+  }
+  if (!(alpha >= 0 && alpha <= 1))
+    return absl::InvalidArgumentError(absl::StrCat("distillation alpha must be in [0, 1], got ", alpha));
+  if (!(temperature > 0 && std::isfinite(temperature)))
+    return absl::InvalidArgumentError(
+        absl::StrCat("distillation temperature must be > 0 and finite, got ", temperature));
+  if (tp_ != nullptr)
+    return absl::InvalidArgumentError(absl::StrCat(
+        "distillation with tensor parallelism (tp = ", tp_size_,
+        ") is not implemented: the vocabulary is split over tp and the KL needs vocab-parallel "
+        "reductions; use tp = 1"));
+  distill_teacher_ = teacher_logits;
+  distill_alpha_ = alpha;
+  distill_temperature_ = temperature;
+  if (static_cast<int64_t>(distill_kl_.size()) != n_) {  // once: switching back and forth is free
+    distill_losses_.assign(n_, T(0));
+    distill_kl_.assign(n_, T(0));
+  }
+  return absl::OkStatus();
 }
 
 template <typename T>
@@ -574,7 +619,10 @@ void Model<T>::Backward(double scale) {
   // Loss head.
   PhaseScope ph("bwd.ce");
   const T dloss = last_.num_targets > 0 ? static_cast<T>(scale / last_.num_targets) : T(0);
-  if (tp_ == nullptr) {
+  if (tp_ == nullptr && distill_teacher_ != nullptr) {
+    kernels::DistillLossBackward(dlogits_, logits_, ce_lse_, distill_teacher_, targets_, dloss, n, V,
+                                 distill_alpha_, distill_temperature_, kIgnoreIndex);
+  } else if (tp_ == nullptr) {
     kernels::CrossEntropyBackward(dlogits_, logits_, ce_lse_, targets_, dloss, n, V, kIgnoreIndex);
   } else {
     kernels::CrossEntropyShardBackward(dlogits_, logits_, ce_lse_, targets_, dloss, n, V, v_begin_,

@@ -5,6 +5,9 @@
 //                      FFN = SwiGLU MLP (first_k_dense_replace layers) or MoE (+ shared experts)
 //   logits = RMSNorm(x_L) W_head^T                      (N,V)  (W_head = embedding when tied)
 //   loss = CE (mean over non-ignored targets) + router_aux_loss_coef * aux + router_z_loss_coef * z
+// With a distillation target set (SetDistillationTarget), CE is replaced by
+//   alpha * tau^2 * KL(softmax(teacher/tau) || softmax(logits/tau)) + (1 - alpha) * CE
+// (both means over the non-ignored targets; kernels/distill_loss.h); the router losses stay.
 // aux is Hugging Face's load_balancing_loss_func over the router outputs of ALL MoE layers together
 // (see kernels/router.h); z is the mean over MoE layers and tokens of logsumexp(router logits)^2.
 //
@@ -47,6 +50,7 @@ struct LossBreakdown {
   double ce = 0;
   double aux = 0;    // unweighted
   double z = 0;      // unweighted
+  double kl = 0;     // distillation only: mean KL(teacher_tau || student_tau), unweighted
   int64_t num_targets = 0;  // non-ignored targets
 };
 
@@ -152,6 +156,15 @@ class Model {
   // re-runs the dispatch all-to-alls; every rank checkpoints the same layers).
   void Backward(double scale = 1.0);
 
+  // Distillation: from now on Forward's loss head is the distillation loss against
+  // teacher_logits (batch * seq, vocab_size) — the teacher's logits for the tokens of the NEXT
+  // Forward, which must stay valid and unchanged until the Backward after it. nullptr switches back
+  // to plain CE. alpha = 0 gives bitwise the plain-CE loss and gradients.
+  // Errors: InvalidArgument for alpha outside [0, 1], temperature <= 0, or a vocabulary split over
+  // tp (the vocab-parallel KL reductions are not implemented).
+  absl::Status SetDistillationTarget(const T* teacher_logits, double alpha, double temperature);
+  bool distilling() const { return distill_teacher_ != nullptr; }
+
   // (N, V) from the last Forward; with tensor parallelism (N, V/tp): this rank's vocabulary slice.
   const T* logits() const { return logits_; }
   // Full logits row (V) of `row` from the last Forward into out. Collective over tp (gathers).
@@ -249,6 +262,10 @@ class Model {
   std::vector<std::vector<int64_t>> counts_;    // per MoE layer, summed over dp
   LossBreakdown last_{};
   double z_sum_ = 0;
+  // Distillation target (see SetDistillationTarget) and its per-row outputs (sized once, there).
+  const T* distill_teacher_ = nullptr;
+  double distill_alpha_ = 0, distill_temperature_ = 1;
+  std::vector<T> distill_losses_, distill_kl_;
 };
 
 }  // namespace moetrain::model

@@ -635,6 +635,15 @@ KeySpec RecipeSchema(Recipe* r) {
                           NumberKey("top_p", &r->sample.top_p),
                           IntKey("seed", &r->sample.seed),
                       }),
+              EnumKey("mode", &r->mode,
+                      {TrainMode::kPretrain, TrainMode::kDistill},
+                      &TrainModeName),
+              Section("distill",
+                      {
+                          StringKey("teacher", &r->distill.teacher),
+                          NumberKey("alpha", &r->distill.alpha),
+                          NumberKey("temperature", &r->distill.temperature),
+                      }),
               IntKey("seed", &r->seed),
               IntKey("threads", &r->threads),
           });
@@ -780,6 +789,7 @@ class Validator {
     CheckCheckpoint();
     CheckParallel();
     CheckSample();
+    CheckDistill();
     if (r_.threads < 0)
       Fail("threads", absl::StrCat("must be >= 0 (0 = all cores), got ", r_.threads));
   }
@@ -912,6 +922,22 @@ class Validator {
     if (c.keep < 0) Fail("checkpoint.keep", absl::StrCat("must be >= 0 (0 = all), got ", c.keep));
   }
 
+  void CheckDistill() {
+    const DistillConfig& d = r_.distill;
+    if (!(d.alpha >= 0 && d.alpha <= 1))
+      Fail("distill.alpha", absl::StrCat("must be in [0, 1], got ", FormatNumber(d.alpha)));
+    if (!(d.temperature > 0 && std::isfinite(d.temperature)))
+      Fail("distill.temperature",
+           absl::StrCat("must be > 0 and finite, got ", FormatNumber(d.temperature)));
+    if (r_.mode != TrainMode::kDistill) return;
+    if (d.teacher.empty())
+      Fail("distill.teacher", "must name the teacher's snapshot directory when mode is distill");
+    // The vocabulary-parallel KL reductions are not implemented (the CE ones are).
+    if (r_.parallel.tp > 1)
+      Fail("parallel.tp", absl::StrCat("mode distill needs tp = 1 (the KL over a vocabulary split "
+                                       "over tp is not implemented), got ", r_.parallel.tp));
+  }
+
   void CheckSample() {
     const SampleConfig& s = r_.sample;
     if (s.max_new_tokens < 0) {
@@ -955,6 +981,16 @@ std::string_view PrecisionName(Precision precision) {
       return "fp16";
   }
   return "unknown";
+}
+
+std::string_view TrainModeName(TrainMode mode) {
+  switch (mode) {
+    case TrainMode::kPretrain:
+      return "pretrain";
+    case TrainMode::kDistill:
+      return "distill";
+  }
+  return "?";
 }
 
 DType ComputeDType(Precision precision) {

@@ -16,6 +16,8 @@
 //   eval:       every_steps, batches
 //   checkpoint: dir, every_steps, keep, async
 //   sample:     prompts, max_new_tokens, temperature, top_p, seed
+//   mode:       pretrain | distill
+//   distill:    teacher, alpha, temperature                 (mode distill; docs/distill.md)
 //   seed, threads
 //
 // Every field has a default (below), except data.tokenizer and data.shards, which are required.
@@ -148,6 +150,18 @@ struct ParallelConfig {
                                            // 3 + parameters sharded over dp (experts over edp)
 };
 
+// What the run trains for. pretrain: next-token CE. distill: see DistillConfig.
+enum class TrainMode { kPretrain, kDistill };
+std::string_view TrainModeName(TrainMode mode);
+
+// Knowledge distillation from a frozen teacher (mode: distill; docs/distill.md). Loss =
+// alpha * temperature^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE.
+struct DistillConfig {
+  std::string teacher;       // snapshot directory of the teacher (any layout); required in distill
+  double alpha = 0.7;        // weight of the KL term; in [0, 1]
+  double temperature = 2.0;  // softmax temperature T; > 0
+};
+
 // The model section's default: model::ModelConfig's defaults, with vocab_size taken from the
 // tokenizer.
 model::ModelConfig DefaultRecipeModel();
@@ -169,6 +183,8 @@ struct Recipe {
   EvalConfig eval;
   CheckpointConfig checkpoint;
   SampleConfig sample;
+  TrainMode mode = TrainMode::kPretrain;
+  DistillConfig distill;
   uint64_t seed = 1234;  // seeds init and data order
   int threads = 0;       // CPU threads; >= 0, 0 = all cores
 };

@@ -21,6 +21,7 @@
 #include "core/memory_usage.h"
 #include "optim/loss_scaler.h"
 #include "optim/zero_optimizer.h"
+#include "trainer/distill_teacher.h"
 #include "trainer/memory_plan.h"
 #include "trainer/metrics.h"
 #include "trainer/train_snapshot.h"
@@ -180,6 +181,20 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   const model::ModelOptions model_options = ModelOptionsFromRecipe(recipe);
   ASSIGN_OR_RETURN(auto model, model::Model<float>::Create(recipe.model, B, S, NumThreads(), mp,
                                                            model_options));
+  // Distillation: the frozen teacher, forward-only on the same micro-batches and groups.
+  std::unique_ptr<DistillTeacher> teacher;
+  uint64_t teacher_fingerprint = 0;
+  if (recipe.mode == TrainMode::kDistill) {
+    ASSIGN_OR_RETURN(teacher, DistillTeacher::Load(recipe.distill.teacher, tokenizer.checksum(),
+                                                   recipe.model.vocab_size, B, S, NumThreads(), mp));
+    RETURN_IF_ERROR(model->SetDistillationTarget(teacher->logits(), recipe.distill.alpha,
+                                                 recipe.distill.temperature));
+    teacher_fingerprint = teacher->WeightsFingerprint();
+    MT_LOG(INFO) << "distill: teacher " << teacher->dir() << " ("
+                 << teacher->model().table().NumTrainable() << " parameters, "
+                 << teacher->model().config().num_hidden_layers << " layers), alpha "
+                 << recipe.distill.alpha << ", temperature " << recipe.distill.temperature;
+  }
   optim::ZeroOptions zo;
   zo.adam = optim::AdamWConfig{recipe.optim.betas[0], recipe.optim.betas[1], recipe.optim.eps,
                                recipe.optim.weight_decay, recipe.optim.grad_clip};
@@ -215,6 +230,10 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   for (const auto& [cat, bytes] : model->MemoryPlan()) plan.Add(cat, bytes);
   for (const auto& [cat, bytes] : optimizer->MemoryPlan()) plan.Add(cat, bytes);
   plan.Add("expert dispatch buffers", model->DispatchBufferBytes());
+  if (teacher != nullptr) {
+    for (const auto& [cat, bytes] : teacher->model().MemoryPlan()) plan.Add("teacher " + cat, bytes);
+    plan.Add("teacher expert dispatch buffers", teacher->model().DispatchBufferBytes());
+  }
   // Measured outside the arenas but planned here too: the sgemm probe that sets the MFU
   // denominator (three n x n matrices) and, with snapshots on, the host copy of this rank's state
   // (master, m, v of its chunks) handed to the background writer.
@@ -355,12 +374,17 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
     int64_t count = 0;
     // Each global micro-batch of dp * B windows is split over the dp ranks; the model sums the
     // loss over dp, so every rank sees the global figure.
+    // Validation reports the student's plain CE (no teacher run for it).
+    if (teacher != nullptr) MT_CHECK_OK(model->SetDistillationTarget(nullptr, 0, 1));
     for (int64_t first = 0; first + dp * B <= eval_windows; first += dp * B) {
       eval_sampler.Fill(first + dp_rank * B, B, tokens.data(), targets.data());
       model::LossBreakdown l = model->Forward(tokens.data(), targets.data());
       sum += l.ce * l.num_targets;
       count += l.num_targets;
     }
+    if (teacher != nullptr)
+      MT_CHECK_OK(model->SetDistillationTarget(teacher->logits(), recipe.distill.alpha,
+                                               recipe.distill.temperature));
     return count > 0 ? sum / count : 0.0;
   };
 
@@ -370,7 +394,7 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   int64_t window_tokens = 0;
   for (int64_t step = start_step; step < total_steps; ++step) {
     optimizer->BeginStep();
-    double ce = 0, aux = 0;
+    double ce = 0, aux = 0, kl = 0, teacher_ce = 0;
     // A fingerprint of the global batch (sum over its sequences of a hash of (global index,
     // tokens)), summed over dp: equal across layouts iff they trained on the same data.
     double batch_hash = 0;
@@ -382,10 +406,12 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
         for (int64_t t = 0; t < S; ++t) h = (h ^ static_cast<uint32_t>(tokens[i * S + t])) * 1099511628211ull;
         batch_hash += static_cast<double>(h >> 24);  // < 2^40: sums stay exact in a double
       }
+      if (teacher != nullptr) teacher_ce += teacher->Forward(tokens.data(), targets.data()).ce / A;
       model::LossBreakdown l = model->Forward(tokens.data(), targets.data());
       model->Backward(scaler.scale() / A);
       ce += l.ce / A;
       aux += l.aux / A;
+      kl += l.kl / A;
       AccumulateExpertLoad(model->expert_counts(), &counts);
     }
     if (groups != nullptr)
@@ -436,6 +462,13 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
       sm.experts_skipped = st.experts_skipped;
       sm.expert_load = std::move(counts);
       metrics.WriteStep(sm);
+      if (teacher != nullptr) {
+        MT_LOG(INFO) << absl::StrFormat("step %d/%d | distill kl %.5f | teacher loss %.4f", step + 1,
+                                        total_steps, kl, teacher_ce);
+        metrics.Write({{"event", "distill"}, {"step", step + 1}, {"kl", kl},
+                       {"teacher_loss", teacher_ce}, {"alpha", recipe.distill.alpha},
+                       {"temperature", recipe.distill.temperature}});
+      }
       window_start = Clock::now();
       window_tokens = 0;
     }
@@ -474,6 +507,13 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
                                checkpoint::StepDirName(start_step)))
     RETURN_IF_ERROR(save(start_step));
   RETURN_IF_ERROR(commit());
+  if (teacher != nullptr) {  // the teacher is read-only: its weights must be bitwise as loaded
+    if (teacher->WeightsFingerprint() != teacher_fingerprint)
+      return absl::InternalError(absl::StrCat(recipe.distill.teacher,
+                                              ": the teacher's weights changed during training"));
+    MT_LOG(INFO) << "distill: teacher weights unchanged (fingerprint "
+                 << absl::StrFormat("%016x", teacher_fingerprint) << ")";
+  }
   result.final_val_loss = evaluate();
   MT_LOG(INFO) << absl::StrFormat(
       "final | val loss %.4f | unigram baseline %.4f | %.4f nats below the baseline | %s",

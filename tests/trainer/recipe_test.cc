@@ -555,6 +555,34 @@ TEST(RecipeTest, CheckpointSection) {
               HasSubstr("checkpoint.dir: must not be empty"));
 }
 
+TEST(RecipeTest, DistillSection) {
+  const Recipe d = ParseOk(WithData(""));
+  EXPECT_EQ(d.mode, TrainMode::kPretrain);
+  EXPECT_EQ(d.distill.alpha, 0.7);
+  EXPECT_EQ(d.distill.temperature, 2.0);
+  const Recipe r = ParseOk(WithData("mode: distill\ndistill:\n  teacher: ckpt/step-1\n  alpha: 0.25\n"
+                                    "  temperature: 4\n"));
+  EXPECT_EQ(r.mode, TrainMode::kDistill);
+  EXPECT_EQ(r.distill.teacher, "ckpt/step-1");
+  EXPECT_EQ(r.distill.alpha, 0.25);
+  EXPECT_EQ(r.distill.temperature, 4.0);
+  const Recipe back = ParseOk(RecipeToYaml(r));
+  EXPECT_EQ(back.mode, TrainMode::kDistill);
+  EXPECT_EQ(back.distill.teacher, "ckpt/step-1");
+  EXPECT_EQ(back.distill.alpha, 0.25);
+  EXPECT_EQ(back.distill.temperature, 4.0);
+  EXPECT_THAT(ParseError(WithData("mode: distill\n")),
+              HasSubstr("distill.teacher: must name the teacher's snapshot directory"));
+  EXPECT_THAT(ParseError(WithData("mode: distil\n")), HasSubstr("r.yaml:4:7: mode"));
+  EXPECT_THAT(ParseError(WithData("distill:\n  alpha: 1.5\n")),
+              HasSubstr("r.yaml:5:10: distill.alpha: must be in [0, 1], got 1.5"));
+  EXPECT_THAT(ParseError(WithData("distill:\n  temperature: 0\n")),
+              HasSubstr("distill.temperature: must be > 0"));
+  EXPECT_THAT(ParseError(WithData("mode: distill\ndistill:\n  teacher: t\nparallel:\n  tp: 2\n")),
+              HasSubstr("parallel.tp: mode distill needs tp = 1"));
+  EXPECT_THAT(ParseError(WithData("distill:\n  teachr: t\n")), HasSubstr("did you mean distill.teacher?"));
+}
+
 TEST(RecipeTest, ParallelSection) {
   const Recipe r = ParseOk(WithData("parallel:\n  ep: 2\n  ep_dispatch: hierarchical\n  ranks_per_node: 2\n"));
   EXPECT_EQ(r.parallel.ep, 2);
