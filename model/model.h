@@ -58,7 +58,7 @@ struct LossBreakdown {
 struct ModelParallel {
   // Data-parallel group: the loss, its token count, the router statistics behind the aux loss and
   // the expert loads are summed over it, so every rank computes the loss of the GLOBAL micro-batch
-  // and Backward gives this rank's share of its gradient (GradSync then sums the shares).
+  // and Backward gives this rank's share of its gradient (optim::ZeroOptimizer then sums the shares).
   parallel::Communicator* dp = nullptr;
   // Expert-parallel group (a subgroup of dp): rank r of P holds and computes experts
   // [r*E/P, (r+1)*E/P); tokens travel to their experts through a per-layer ExpertDispatcher.

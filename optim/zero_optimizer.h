@@ -27,13 +27,14 @@
 // Collective over world (all ranks call every method in the same order). Not thread-safe.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/arena.h"
 #include "model/model.h"
-#include "optim/adamw_optimizer.h"
+#include "optim/adamw_config.h"
 #include "parallel/comm_handle.h"
 #include "parallel/communicator.h"
 
