@@ -1,5 +1,7 @@
 #include "checkpoint/shard_file.h"
 
+#include "checkpoint/snapshot_dir.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -144,20 +146,6 @@ absl::Status WriteContents(hid_t file, const std::string& path,
   return absl::OkStatus();
 }
 
-absl::Status FsyncFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::ErrnoToStatus(errno, absl::StrCat(path, ": cannot reopen to fsync: ",
-                                                   std::strerror(errno)));
-  }
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0) {
-    return absl::ErrnoToStatus(err, absl::StrCat(path, ": fsync failed: ", std::strerror(err)));
-  }
-  return absl::OkStatus();
-}
 
 // Reads a small int64 attribute array (or scalar) of `obj`.
 absl::StatusOr<std::vector<int64_t>> ReadInt64Attr(hid_t obj, const char* name) {
@@ -263,19 +251,35 @@ absl::Status WriteShardFile(const std::string& path, const std::vector<ShardReco
       return absl::InvalidArgumentError(absl::StrCat(path, ": invalid blob name '", kv.first, "'"));
     }
   }
+  // The file is built in memory (HDF5's core driver, no backing store) and written out by us: a
+  // full disk or any I/O error is then a plain write() error with its errno, and HDF5 never holds a
+  // half-flushed file it would try to flush again at exit (which crashed in H5_term_library).
   absl::Status status;
+  std::string image;
   {
-    H5Id file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+    H5Id fapl(H5Pcreate(H5P_FILE_ACCESS));
+    if (!fapl.valid() || H5Pset_fapl_core(fapl.get(), size_t{1} << 20, /*backing_store=*/0) < 0)
+      return Hdf5Error(absl::StatusCode::kInternal, path, "", "cannot set up the in-memory file");
+    H5Id file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()));
     if (!file.valid()) {
       return Hdf5Error(absl::StatusCode::kFailedPrecondition, path, "", "cannot create file");
     }
     status = WriteContents(file.get(), path, records, blobs);
-    // Closing flushes the chunk and metadata caches: a full disk is often only noticed here.
-    if (!file.Reset() && status.ok()) {
-      status = Hdf5Error(absl::StatusCode::kInternal, path, "", "write failed");
+    if (status.ok() && H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0)
+      status = Hdf5Error(absl::StatusCode::kInternal, path, "", "cannot flush the in-memory file");
+    if (status.ok()) {
+      const ssize_t size = H5Fget_file_image(file.get(), nullptr, 0);
+      if (size <= 0) {
+        status = Hdf5Error(absl::StatusCode::kInternal, path, "", "cannot get the file image");
+      } else {
+        image.resize(static_cast<size_t>(size));
+        if (H5Fget_file_image(file.get(), image.data(), image.size()) != size)
+          status = Hdf5Error(absl::StatusCode::kInternal, path, "", "cannot get the file image");
+      }
     }
+    file.Reset();
   }
-  if (status.ok()) status = FsyncFile(path);
+  if (status.ok()) status = WriteFileDurably(path, image);  // errors name the path and errno
   if (!status.ok()) ::unlink(path.c_str());
   return status;
 }

@@ -147,6 +147,7 @@ absl::StatusOr<SnapshotReader> SnapshotReader::Open(const std::string& snapshot_
   if (!problems.empty()) return ProblemsError(absl::StrCat("snapshot ", snapshot_dir, ": bad meta.json"), problems);
 
   // 2. Shard indexes (attributes only).
+  bool unreadable_shard = false;  // then coverage gaps are consequences, not news
   for (const std::string& name : shard_names) {
     const std::string path = absl::StrCat(snapshot_dir, "/", name);
     absl::StatusOr<ShardFile> shard = ShardFile::Open(path, &problems);
@@ -154,6 +155,7 @@ absl::StatusOr<SnapshotReader> SnapshotReader::Open(const std::string& snapshot_
       problems.push_back(shard.status().code() == absl::StatusCode::kNotFound
                              ? absl::StrCat("missing shard file ", path)
                              : std::string(shard.status().message()));
+      unreadable_shard = true;
       continue;
     }
     r.shards_.push_back(*std::move(shard));
@@ -216,8 +218,10 @@ absl::StatusOr<SnapshotReader> SnapshotReader::Open(const std::string& snapshot_
     }
   }
 
-  // 4. Exact coverage of every expected (field, tensor).
+  // 4. Exact coverage of every expected (field, tensor), unless a shard could not be read at all
+  // (its tensors would all be listed as missing, burying the one real problem).
   for (const auto& [field, names] : r.fields_) {
+    if (unreadable_shard) break;
     for (const std::string& name : names) {
       const int64_t numel = Volume(r.tensors_[name]);
       auto it = r.pieces_.find({field, name});

@@ -321,8 +321,13 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
     pending_state = std::move(state);
     commit_pending = true;
     last_saved = steps_done;
-    if (recipe.checkpoint.async) return writer.StartShardWrite(std::move(records), {});
-    RETURN_IF_ERROR(writer.WriteShard(records, {}));
+    // A local write failure is recorded by the writer and reported to every rank by the collective
+    // Commit (so no rank leaves the others waiting in it); nothing is published then.
+    if (recipe.checkpoint.async) {
+      writer.StartShardWrite(std::move(records), {}).IgnoreError();
+      return absl::OkStatus();
+    }
+    writer.WriteShard(records, {}).IgnoreError();
     return commit();
   };
   // An async save completes (is committed) at the first step boundary where every rank's shard

@@ -217,10 +217,9 @@ TEST(Zero, ExpertWithoutTokensStaysBitwiseUnchanged) {
     }
     for (const auto& [name, step] : r.steps) {
       const model::ParamSpec* spec = (*init)->table().Find(name);
-      if (spec->kind == model::ParamKind::kExpert)
-        EXPECT_EQ(step, spec->expert == 0 ? 0 : kSteps) << name;
-      if (spec->kind == model::ParamKind::kExpert)
-        EXPECT_EQ(r.zero_moments.at(name), spec->expert == 0) << name;
+      if (spec->kind != model::ParamKind::kExpert) continue;
+      EXPECT_EQ(step, spec->expert == 0 ? 0 : kSteps) << name;
+      EXPECT_EQ(r.zero_moments.at(name), spec->expert == 0) << name;
     }
     // Expert 0's gradients never travel: the edp traffic is exactly that of the other experts.
     EXPECT_EQ(r.edp_grad_bytes, r.expected_edp_grad_bytes);
