@@ -4,10 +4,14 @@
 # router frozen, attention at half rate), and check: the loss falls, the run starts at step 0, the
 # frozen router (weights and aux-loss-free bias) is bitwise identical to the pretrained one while
 # experts and attention moved, and bad inputs fail naming file:line and the field.
-# Usage: finetune_e2e_test.sh MOETRAIN_BINARY SOURCE_DIR
+# With MPIEXEC and COMPARE_PARAMS it also fine-tunes on 2 ranks (ZeRO-2, ep = 2): the router stays
+# frozen there too and the final parameters match the single-rank run.
+# Usage: finetune_e2e_test.sh MOETRAIN_BINARY SOURCE_DIR [MPIEXEC COMPARE_PARAMS]
 set -uo pipefail
 BIN=$1
 SRC=$2
+MPIEXEC=${3:-}
+COMPARE=${4:-}
 WORK=$(mktemp -d /tmp/moetrain-ft.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
@@ -85,7 +89,8 @@ awk -v a="$first" -v b="$last" 'BEGIN { exit !(a - b > 0.5) }' && pass "loss fel
 [ -d ft-ckpt/step-00000040 ] && pass "final fine-tuning snapshot" || fail "no ft-ckpt/step-00000040"
 
 # --- frozen router bitwise unchanged; trained parts moved (raw bytes of the dumped safetensors)
-python3 - pre/rank0.safetensors ft/rank0.safetensors <<'PY' && pass "router frozen bitwise; experts and attention moved" || fail "frozen / trained check"
+check_frozen() {  # check_frozen PRE.safetensors FT.safetensors
+python3 - "$1" "$2" <<'PY'
 import json, struct, sys
 def load(path):
     data = open(path, "rb").read()
@@ -94,18 +99,32 @@ def load(path):
     return {k: data[8 + n + v["data_offsets"][0]: 8 + n + v["data_offsets"][1]]
             for k, v in header.items() if k != "__metadata__"}
 pre, ft = load(sys.argv[1]), load(sys.argv[2])
-assert pre.keys() == ft.keys(), "different tensor sets"
-router = [k for k in pre if ".block_sparse_moe.gate." in k]
+assert set(ft) <= set(pre), "tensors missing from the pretrained dump"
+router = [k for k in ft if ".block_sparse_moe.gate." in k]
 assert any(k.endswith("e_score_correction_bias") for k in router), router
 ok = True
 for k in router:
     if pre[k] != ft[k]: print("frozen tensor changed:", k); ok = False
 for part in (".experts.", "self_attn.q_proj", "shared_experts.", "embed_tokens"):
-    moved = [k for k in pre if part in k and pre[k] != ft[k]]
+    moved = [k for k in ft if part in k and pre[k] != ft[k]]
     if not moved: print("nothing moved in", part); ok = False
-print(len(router), "router tensors unchanged")
+if ok: print(len(router), "router tensors unchanged")
 sys.exit(0 if ok else 1)
 PY
+}
+check_frozen pre/rank0.safetensors ft/rank0.safetensors && pass "router frozen bitwise; experts and attention moved" \
+  || fail "frozen / trained check"
+
+# --- the same fine-tuning on 2 ranks (dp = 2, ZeRO-2, ep = 2): same result, router still frozen
+if [ -n "$MPIEXEC" ] && [ -n "$COMPARE" ]; then
+  "$MPIEXEC" --oversubscribe -np 2 "$BIN" train "${FT[@]}" --set finetune.init_from=pre-ckpt/step-00000030 \
+    --set threads=1 --set parallel.zero_stage=2 --set parallel.ep=2 --set checkpoint.every_steps=0 \
+    --set logging.metrics_file=ft2.jsonl --dump-params ft2 >log.ft2 2>&1 && pass "2-rank fine-tune" \
+    || { fail "2-rank fine-tune"; tail -20 log.ft2; }
+  check_frozen pre/rank0.safetensors ft2/rank1.safetensors && pass "router frozen on rank 1" || fail "rank 1 frozen check"
+  "$COMPARE" 1e-4 ft/rank0.safetensors ft2 >log.cmp 2>&1 && pass "2-rank parameters match 1 rank ($(tail -1 log.cmp))" \
+    || { fail "2-rank parameters differ"; cat log.cmp; }
+fi
 
 echo "$fails failure(s)"
 exit $((fails > 0))
