@@ -69,8 +69,6 @@ expect_fail_with "missing field names file:line" 'bad.jsonl:7: no field "respons
 expect_fail_with "finetune.train_file required" "finetune.train_file: must not be empty" \
   "$BIN" train "${FT[@]}" --set finetune.train_file=
 expect_fail_with "distill refused" "distill: not implemented in this build" "$BIN" train "${FT[@]}" --set mode=distill
-expect_fail_with "--init-from wins over finetune.init_from" "no-such-snapshot" \
-  "$BIN" train "${FT[@]}" --set finetune.init_from=pre-ckpt/step-00000030 --init-from no-such-snapshot
 [ ! -e ft.jsonl ] && pass "no metrics from failed runs" || fail "metrics written by a failed run"
 
 # --- fine-tune from the snapshot named in the recipe
@@ -87,6 +85,10 @@ last=$(grep '"event":"step"' ft.jsonl | tail -3 | grep -o '"loss":[0-9.]*' | sed
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(a - b > 0.5) }' && pass "loss fell from $first to $last" \
   || fail "loss did not fall by > 0.5 nat ($first -> $last)"
 [ -d ft-ckpt/step-00000040 ] && pass "final fine-tuning snapshot" || fail "no ft-ckpt/step-00000040"
+"$BIN" train "${FT[@]}" --set finetune.init_from=pre-ckpt/step-00000030 --init-from ft-ckpt/step-00000020 \
+  --set schedule.total_steps=1 --set schedule.warmup_steps=0 --set checkpoint.every_steps=0 \
+  --set logging.metrics_file= >log.cli 2>&1 && grep -q "initial weights from ft-ckpt/step-00000020 (step 20" log.cli \
+  && pass "--init-from wins over finetune.init_from" || { fail "--init-from precedence"; tail -5 log.cli; }
 
 # --- frozen router bitwise unchanged; trained parts moved (raw bytes of the dumped safetensors)
 check_frozen() {  # check_frozen PRE.safetensors FT.safetensors
@@ -122,6 +124,12 @@ if [ -n "$MPIEXEC" ] && [ -n "$COMPARE" ]; then
     --set logging.metrics_file=ft2.jsonl --dump-params ft2 >log.ft2 2>&1 && pass "2-rank fine-tune" \
     || { fail "2-rank fine-tune"; tail -20 log.ft2; }
   check_frozen pre/rank0.safetensors ft2/rank1.safetensors && pass "router frozen on rank 1" || fail "rank 1 frozen check"
+  # Resuming the fine-tuning run at step 20 (data position and schedule from the snapshot) ends
+  # bitwise where the uninterrupted run ended.
+  "$BIN" train "${FT[@]}" --resume ft-ckpt/step-00000020 --set checkpoint.every_steps=0 \
+    --set logging.metrics_file=ft-res.jsonl --dump-params ft-res >log.res 2>&1 \
+    && "$COMPARE" 0 ft/rank0.safetensors ft-res >log.cmp-res 2>&1 && pass "resume at step 20 is bitwise exact" \
+    || { fail "resume"; tail -5 log.res log.cmp-res; }
   "$COMPARE" 1e-4 ft/rank0.safetensors ft2 >log.cmp 2>&1 && pass "2-rank parameters match 1 rank ($(tail -1 log.cmp))" \
     || { fail "2-rank parameters differ"; cat log.cmp; }
 fi
