@@ -25,8 +25,8 @@ absl::StatusOr<std::string> StringField(const nlohmann::json& j, const std::stri
   if (it == j.end()) {
     std::vector<std::string> keys;
     for (const auto& kv : j.items()) keys.push_back(kv.key());
-    return absl::InvalidArgumentError(absl::StrCat(reader.Where(), "no field \"", name, "\" (keys: ",
-                                                   absl::StrJoin(keys, ", "), ")"));
+    return absl::InvalidArgumentError(absl::StrCat(reader.Where(), "no field \"", name,
+                                                   "\" (keys: ", absl::StrJoin(keys, ", "), ")"));
   }
   if (!it->is_string())
     return absl::InvalidArgumentError(absl::StrCat(reader.Where(), "field \"", name, "\" is a ",
@@ -63,18 +63,21 @@ absl::StatusOr<SftDataset> SftDataset::Load(const std::string& path, const Token
           absl::StrCat(reader.Where(), "expected a JSON object per line, got a ", JsonTypeName(j)));
     ASSIGN_OR_RETURN(const std::string prompt, StringField(j, options.prompt_field, reader));
     ASSIGN_OR_RETURN(const std::string response, StringField(j, options.response_field, reader));
-    examples.push_back({tokenizer.Encode(prompt), tokenizer.Encode(response), reader.line_number()});
+    examples.push_back(
+        {tokenizer.Encode(prompt), tokenizer.Encode(response), reader.line_number()});
   }
-  ASSIGN_OR_RETURN(SftDataset d, FromExamples(std::move(examples), tokenizer.eos_id(), options, path));
+  ASSIGN_OR_RETURN(SftDataset d,
+                   FromExamples(std::move(examples), tokenizer.eos_id(), options, path));
   d.stats_.blank_lines = blank;
   return d;
 }
 
-absl::StatusOr<SftDataset> SftDataset::FromExamples(std::vector<SftExample> examples, int32_t eos_id,
-                                                    const SftOptions& options,
+absl::StatusOr<SftDataset> SftDataset::FromExamples(std::vector<SftExample> examples,
+                                                    int32_t eos_id, const SftOptions& options,
                                                     const std::string& source) {
   if (options.seq_len <= 0)
-    return absl::InvalidArgumentError(absl::StrCat(source, ": seq_len must be > 0, got ", options.seq_len));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": seq_len must be > 0, got ", options.seq_len));
   MT_CHECK_MSG(eos_id >= 0, "sft dataset: eos id ", eos_id, " < 0");
   SftDataset d;
   d.options_ = options;
@@ -82,7 +85,8 @@ absl::StatusOr<SftDataset> SftDataset::FromExamples(std::vector<SftExample> exam
   d.eos_id_ = eos_id;
   const int64_t T = options.seq_len;
   for (SftExample& e : examples) {
-    const int64_t P = static_cast<int64_t>(e.prompt.size()), R = static_cast<int64_t>(e.response.size());
+    const int64_t P = static_cast<int64_t>(e.prompt.size()),
+                  R = static_cast<int64_t>(e.response.size());
     if (P >= T) {  // targets 0..P-1 are prompt tokens: nothing of the response would fit
       ++d.stats_.dropped;
       continue;
@@ -94,9 +98,9 @@ absl::StatusOr<SftDataset> SftDataset::FromExamples(std::vector<SftExample> exam
   }
   d.stats_.examples = d.size();
   if (d.examples_.empty())
-    return absl::FailedPreconditionError(absl::StrCat(
-        source, ": no usable examples (", d.stats_.dropped, " dropped: prompt of >= seq_len ", T,
-        " tokens)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(source, ": no usable examples (", d.stats_.dropped,
+                     " dropped: prompt of >= seq_len ", T, " tokens)"));
   return d;
 }
 
@@ -153,7 +157,8 @@ void SftDataset::FillRow(int64_t i, int32_t* tokens, int32_t* targets) const {
   }
 }
 
-absl::StatusOr<SftSampler> SftSampler::Create(const SftDataset* dataset, const SamplerOptions& options) {
+absl::StatusOr<SftSampler> SftSampler::Create(const SftDataset* dataset,
+                                              const SamplerOptions& options) {
   if (options.micro_batch <= 0 || options.grad_accum <= 0 || options.world <= 0)
     return absl::InvalidArgumentError(absl::StrCat(
         dataset->source(), ": sampler options must be positive: micro_batch ", options.micro_batch,
@@ -181,12 +186,13 @@ int64_t SftSampler::ExampleOf(int64_t g) const {
 }
 
 void SftSampler::Fill(int64_t step, int micro, int rank, int32_t* tokens, int32_t* targets) const {
-  MT_CHECK_MSG(step >= 0 && micro >= 0 && micro < options_.grad_accum && rank >= 0 &&
-                   rank < options_.world,
-               "sft sampler: (step ", step, ", micro ", micro, ", rank ", rank, ") out of range");
+  MT_CHECK_MSG(
+      step >= 0 && micro >= 0 && micro < options_.grad_accum && rank >= 0 && rank < options_.world,
+      "sft sampler: (step ", step, ", micro ", micro, ", rank ", rank, ") out of range");
   const int64_t T = options_.seq_len;
   for (int64_t i = 0; i < options_.micro_batch; ++i)
-    dataset_->FillRow(ExampleOf(GlobalIndex(step, micro, rank, i)), tokens + i * T, targets + i * T);
+    dataset_->FillRow(ExampleOf(GlobalIndex(step, micro, rank, i)), tokens + i * T,
+                      targets + i * T);
 }
 
 }  // namespace moetrain::data

@@ -1,12 +1,13 @@
-// Supervised fine-tuning (SFT) data: JSONL prompt / response pairs as fixed-length training rows with
-// the loss masked on the prompt.
+// Supervised fine-tuning (SFT) data: JSONL prompt / response pairs as fixed-length training rows
+// with the loss masked on the prompt.
 //
 // File: one JSON object per line, {"prompt": "...", "response": "..."} (field names configurable;
 // other fields are ignored; blank lines are skipped). Each example becomes the token sequence
 //   x = [eos] prompt response [eos]
 // (the leading eos marks a document start, as in the pretraining stream). Row tokens are x[0:T] and
 // targets x[1:T+1] (T = seq_len): position t predicts x[t+1]. Every target that is a prompt token
-// (t < |prompt|) is model::kIgnoreIndex (-100), so only the response and its closing eos carry loss.
+// (t < |prompt|) is model::kIgnoreIndex (-100), so only the response and its closing eos carry
+// loss.
 //   - Shorter rows are padded: input eos, target -100 (one example per row; no packing, so no
 //     example attends to another).
 //   - Longer sequences are truncated at the end to T + 1 tokens (counted in SftStats::truncated);
@@ -34,7 +35,8 @@
 
 namespace moetrain::data {
 
-inline constexpr int32_t kSftIgnoreIndex = -100;  // == model::kIgnoreIndex (data/ does not see model/)
+inline constexpr int32_t kSftIgnoreIndex =
+    -100;  // == model::kIgnoreIndex (data/ does not see model/)
 
 struct SftOptions {
   std::string prompt_field = "prompt";
@@ -58,21 +60,23 @@ struct SftStats {
 
 class SftDataset {
  public:
-  // Reads and tokenizes `path`. Errors (each names "<path>:<line>: "): NotFound / FailedPrecondition
-  // for the file; InvalidArgument for invalid UTF-8, a line that is not a JSON object, a missing
-  // field ("no field \"prompt\""), a field that is not a string; FailedPrecondition when no example
-  // is left ("<path>: no usable examples").
+  // Reads and tokenizes `path`. Errors (each names "<path>:<line>: "): NotFound /
+  // FailedPrecondition for the file; InvalidArgument for invalid UTF-8, a line that is not a JSON
+  // object, a missing field ("no field \"prompt\""), a field that is not a string;
+  // FailedPrecondition when no example is left ("<path>: no usable examples").
   static absl::StatusOr<SftDataset> Load(const std::string& path, const Tokenizer& tokenizer,
                                          const SftOptions& options);
   // From tokenized examples (`source` names it in messages). Same truncation / drop rules.
   // REQUIRES: eos_id >= 0.
   static absl::StatusOr<SftDataset> FromExamples(std::vector<SftExample> examples, int32_t eos_id,
-                                                 const SftOptions& options, const std::string& source);
+                                                 const SftOptions& options,
+                                                 const std::string& source);
 
   // Splits off round(fraction * size()) examples (at least 1) chosen by a seeded permutation as the
   // validation set; the rest stay in training. Errors: InvalidArgument unless 0 < fraction < 1 or
   // when either side would be empty.
-  absl::StatusOr<std::pair<SftDataset, SftDataset>> SplitHeldOut(double fraction, uint64_t seed) const;
+  absl::StatusOr<std::pair<SftDataset, SftDataset>> SplitHeldOut(double fraction,
+                                                                 uint64_t seed) const;
 
   // Row of example i: tokens (T), targets (T). REQUIRES: 0 <= i < size().
   void FillRow(int64_t i, int32_t* tokens, int32_t* targets) const;
@@ -99,7 +103,8 @@ class SftSampler {
  public:
   // options.seq_len must equal dataset->seq_len(). Errors: InvalidArgument for non-positive
   // options or a seq_len mismatch.
-  static absl::StatusOr<SftSampler> Create(const SftDataset* dataset, const SamplerOptions& options);
+  static absl::StatusOr<SftSampler> Create(const SftDataset* dataset,
+                                           const SamplerOptions& options);
   // tokens, targets: (micro_batch, seq_len). REQUIRES as data::Sampler::Fill.
   void Fill(int64_t step, int micro, int rank, int32_t* tokens, int32_t* targets) const;
   int64_t GlobalIndex(int64_t step, int micro, int rank, int64_t i) const;

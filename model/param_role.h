@@ -19,7 +19,15 @@
 
 namespace moetrain::model {
 
-enum class ParamRole { kExperts, kSharedExperts, kRouter, kAttention, kEmbeddings, kNorms, kDenseMlp };
+enum class ParamRole {
+  kExperts,
+  kSharedExperts,
+  kRouter,
+  kAttention,
+  kEmbeddings,
+  kNorms,
+  kDenseMlp
+};
 
 inline constexpr std::array<ParamRole, 7> kAllParamRoles = {
     ParamRole::kExperts,    ParamRole::kSharedExperts, ParamRole::kRouter,  ParamRole::kAttention,

@@ -31,7 +31,9 @@ double RoleLrMultiplier(const Recipe& recipe, model::ParamRole role) {
 
 std::function<double(const model::ParamSpec&)> LrMultiplierFromRecipe(const Recipe& recipe) {
   if (recipe.mode != TrainMode::kFinetune) return {};
-  return [recipe](const model::ParamSpec& spec) { return RoleLrMultiplier(recipe, model::RoleOf(spec)); };
+  return [recipe](const model::ParamSpec& spec) {
+    return RoleLrMultiplier(recipe, model::RoleOf(spec));
+  };
 }
 
 bool RouterFrozen(const Recipe& recipe) {

@@ -29,8 +29,8 @@ class SftTrainData : public TrainData {
   }
   int64_t num_eval_rows() const override { return eval_rows_; }
   void FillEval(int64_t first, int64_t count, int32_t* tokens, int32_t* targets) const override {
-    MT_CHECK_MSG(first >= 0 && count >= 0 && first + count <= eval_rows_, "eval rows [", first, ", ",
-                 first + count, ") outside [0, ", eval_rows_, ")");
+    MT_CHECK_MSG(first >= 0 && count >= 0 && first + count <= eval_rows_, "eval rows [", first,
+                 ", ", first + count, ") outside [0, ", eval_rows_, ")");
     const int64_t T = val_.seq_len();
     for (int64_t i = 0; i < count; ++i) val_.FillRow(first + i, tokens + i * T, targets + i * T);
   }
@@ -88,7 +88,8 @@ absl::StatusOr<std::unique_ptr<TrainData>> OpenFinetuneData(const FinetuneConfig
     d = std::make_unique<SftTrainData>(std::move(all), std::move(val), max_eval_rows);
   } else {
     ASSIGN_OR_RETURN(auto split, all.SplitHeldOut(config.val_fraction, sampler.seed));
-    d = std::make_unique<SftTrainData>(std::move(split.first), std::move(split.second), max_eval_rows);
+    d = std::make_unique<SftTrainData>(std::move(split.first), std::move(split.second),
+                                       max_eval_rows);
   }
   RETURN_IF_ERROR(d->Init(sampler));
   return std::unique_ptr<TrainData>(std::move(d));

@@ -22,9 +22,9 @@ class ShardTrainData : public TrainData {
     ASSIGN_OR_RETURN(d->sampler_, data::Sampler::Create(s.tokens(data::Split::kTrain),
                                                         s.num_tokens(data::Split::kTrain), so,
                                                         s.file_path(data::Split::kTrain)));
-    ASSIGN_OR_RETURN(d->eval_, data::EvalSampler::Create(s.tokens(data::Split::kVal),
-                                                         s.num_tokens(data::Split::kVal), so.seq_len,
-                                                         max_eval_rows, s.file_path(data::Split::kVal)));
+    ASSIGN_OR_RETURN(d->eval_, data::EvalSampler::Create(
+                                   s.tokens(data::Split::kVal), s.num_tokens(data::Split::kVal),
+                                   so.seq_len, max_eval_rows, s.file_path(data::Split::kVal)));
     return std::unique_ptr<TrainData>(std::move(d));
   }
   void Fill(int64_t step, int micro, int rank, int32_t* tokens, int32_t* targets) const override {
@@ -72,8 +72,8 @@ absl::StatusOr<std::unique_ptr<TrainData>> OpenTrainData(const Recipe& recipe,
     case TrainMode::kDistill:
       break;
   }
-  return absl::UnimplementedError(
-      absl::StrCat("mode ", std::string(TrainModeName(recipe.mode)), ": not implemented in this build"));
+  return absl::UnimplementedError(absl::StrCat("mode ", std::string(TrainModeName(recipe.mode)),
+                                               ": not implemented in this build"));
 }
 
 }  // namespace moetrain::trainer

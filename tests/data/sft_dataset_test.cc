@@ -15,11 +15,11 @@
 namespace moetrain::data {
 namespace {
 
+using ::testing::HasSubstr;
 using testing::IsOk;
 using testing::ScratchDir;
 using testing::StatusIs;
 using testing::WriteFile;
-using ::testing::HasSubstr;
 
 const Tokenizer& SharedTokenizer() {
   static ScratchDir* dir = new ScratchDir();
@@ -99,8 +99,9 @@ TEST(SftDataset, TruncatesLongAndDropsPromptOnlyExamples) {
   d->FillRow(0, tokens.data(), targets.data());
   EXPECT_EQ(tokens, (std::vector<int32_t>{2, 10, 11, 20, 21, 2}));
   EXPECT_EQ(targets, (std::vector<int32_t>{-100, -100, 20, 21, 2, -100}));
-  EXPECT_THAT(SftDataset::FromExamples({ex[2]}, 2, o, "mem"),
-              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("mem: no usable examples")));
+  EXPECT_THAT(
+      SftDataset::FromExamples({ex[2]}, 2, o, "mem"),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("mem: no usable examples")));
 }
 
 TEST(SftDataset, ErrorsNameFileLineAndField) {
@@ -114,16 +115,19 @@ TEST(SftDataset, ErrorsNameFileLineAndField) {
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr(dir / "bad_json.jsonl:3: malformed JSON")));
   WriteFile(dir / "missing.jsonl", good + "{\"prompt\": \"x\", \"answer\": \"y\"}\n");
-  EXPECT_THAT(SftDataset::Load(dir / "missing.jsonl", tok, o),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr(dir / "missing.jsonl:2: no field \"response\" (keys: answer, prompt)")));
+  EXPECT_THAT(
+      SftDataset::Load(dir / "missing.jsonl", tok, o),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr(dir / "missing.jsonl:2: no field \"response\" (keys: answer, prompt)")));
   WriteFile(dir / "type.jsonl", "{\"prompt\": 3, \"response\": \"y\"}\n");
-  EXPECT_THAT(SftDataset::Load(dir / "type.jsonl", tok, o),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr(dir / "type.jsonl:1: field \"prompt\" is a number, expected a string")));
+  EXPECT_THAT(
+      SftDataset::Load(dir / "type.jsonl", tok, o),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr(dir / "type.jsonl:1: field \"prompt\" is a number, expected a string")));
   WriteFile(dir / "array.jsonl", "[1, 2]\n");
   EXPECT_THAT(SftDataset::Load(dir / "array.jsonl", tok, o),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("array.jsonl:1: expected a JSON object")));
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("array.jsonl:1: expected a JSON object")));
   EXPECT_THAT(SftDataset::Load(dir / "nope.jsonl", tok, o),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("nope.jsonl")));
   // Configured field names are the ones read.
@@ -174,9 +178,12 @@ TEST(SftSampler, DeterministicEveryExampleOncePerEpochRanksDisjoint) {
           const int64_t g = s->GlobalIndex(step, micro, rank, i);
           const int example = tok[i * 4 + 1] - 100;
           EXPECT_EQ(example, s->ExampleOf(g));
-          EXPECT_EQ(tgt[i * 4 + 1], 1000 + example);  // the response token is the target after the prompt
-          if (g < N) ++seen_epoch0[example];
-          else if (g < 2 * N) ++seen_epoch1[example];
+          EXPECT_EQ(tgt[i * 4 + 1],
+                    1000 + example);  // the response token is the target after the prompt
+          if (g < N)
+            ++seen_epoch0[example];
+          else if (g < 2 * N)
+            ++seen_epoch1[example];
         }
       }
   EXPECT_TRUE(order_differs);
@@ -184,7 +191,8 @@ TEST(SftSampler, DeterministicEveryExampleOncePerEpochRanksDisjoint) {
   for (const auto& [e, c] : seen_epoch0) EXPECT_EQ(c, 1) << e;
   EXPECT_EQ(seen_epoch1.size(), static_cast<size_t>(N));  // 84 samples cover epoch 1 too
   so.seq_len = 5;
-  EXPECT_THAT(SftSampler::Create(&d, so), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("seq_len")));
+  EXPECT_THAT(SftSampler::Create(&d, so),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("seq_len")));
 }
 
 TEST(SftDataset, HeldOutSplitIsDisjointSeededAndComplete) {
@@ -208,8 +216,10 @@ TEST(SftDataset, HeldOutSplitIsDisjointSeededAndComplete) {
   }
   EXPECT_EQ(a, b);
   EXPECT_NE(a, c);
-  EXPECT_THAT(d.SplitHeldOut(1.0, 3), StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("(0, 1)")));
-  EXPECT_THAT(Numbered(1, 4).SplitHeldOut(0.5, 3), StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("too few")));
+  EXPECT_THAT(d.SplitHeldOut(1.0, 3),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("(0, 1)")));
+  EXPECT_THAT(Numbered(1, 4).SplitHeldOut(0.5, 3),
+              StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("too few")));
 }
 
 }  // namespace

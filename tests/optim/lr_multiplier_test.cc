@@ -34,7 +34,8 @@ model::ModelConfig Config() {
 }
 
 // Every trainable tensor's current compute copy, by name (materializing ZeRO-3 groups one by one).
-std::map<std::string, std::vector<float>> Params(model::Model<float>& model, ZeroOptimizer<float>& z) {
+std::map<std::string, std::vector<float>> Params(model::Model<float>& model,
+                                                 ZeroOptimizer<float>& z) {
   std::map<std::string, std::vector<float>> out;
   for (const auto& g : model.param_groups()) {
     EXPECT_TRUE(z.Materialize(g.index).ok());
@@ -62,7 +63,8 @@ std::map<std::string, std::vector<float>> Moments(ZeroOptimizer<float>& z, model
   return out;
 }
 
-void RandomBatch(uint32_t seed, int64_t n, std::vector<int32_t>* tokens, std::vector<int32_t>* targets) {
+void RandomBatch(uint32_t seed, int64_t n, std::vector<int32_t>* tokens,
+                 std::vector<int32_t>* targets) {
   std::mt19937 rng(seed);
   tokens->resize(n);
   targets->resize(n);
@@ -126,9 +128,9 @@ TEST_P(FrozenTensors, StayBitwiseUnchangedWhileTheOthersTrain) {
   }
   for (model::ParamRole r : {model::ParamRole::kRouter, model::ParamRole::kAttention})
     EXPECT_GT(unchanged[r], 0) << model::ParamRoleName(r);
-  for (model::ParamRole r : {model::ParamRole::kExperts, model::ParamRole::kSharedExperts,
-                             model::ParamRole::kEmbeddings, model::ParamRole::kNorms,
-                             model::ParamRole::kDenseMlp}) {
+  for (model::ParamRole r :
+       {model::ParamRole::kExperts, model::ParamRole::kSharedExperts, model::ParamRole::kEmbeddings,
+        model::ParamRole::kNorms, model::ParamRole::kDenseMlp}) {
     EXPECT_GT(moved[r], 0) << model::ParamRoleName(r) << " did not train";
   }
   // Frozen tensors' moments never left zero; trained ones did.
@@ -146,7 +148,8 @@ TEST_P(FrozenTensors, StayBitwiseUnchangedWhileTheOthersTrain) {
 INSTANTIATE_TEST_SUITE_P(Stages, FrozenTensors,
                          ::testing::Values(FrozenCase{0, DType::kF32}, FrozenCase{1, DType::kF32},
                                            FrozenCase{2, DType::kF32}, FrozenCase{3, DType::kF32},
-                                           FrozenCase{1, DType::kBF16}, FrozenCase{3, DType::kBF16}));
+                                           FrozenCase{1, DType::kBF16},
+                                           FrozenCase{3, DType::kBF16}));
 
 TEST(LrMultiplier, HalfIsExactlyTheAdamWUpdateWithHalfTheRate) {
   const int64_t B = 2, S = 8;

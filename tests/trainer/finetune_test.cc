@@ -1,7 +1,9 @@
 // Fine-tuning mode in the trainer: the recipe's mode / finetune section (values, defaults, errors
 // with file:line:col, the YAML round trip), the role -> LR multiplier mapping (freeze_router,
-// freeze_non_expert, per-role values), and the masked loss: on SFT rows the model's cross-entropy is
-// the float64 mean of -log softmax(logits)[target] over the response targets only.
+// freeze_non_expert, per-role values), and the masked loss: on SFT rows the model's cross-entropy
+// is the float64 mean of -log softmax(logits)[target] over the response targets only.
+#include "trainer/finetune.h"
+
 #include <cmath>
 #include <string>
 #include <vector>
@@ -11,7 +13,6 @@
 #include "gtest/gtest.h"
 #include "model/model.h"
 #include "model/param_role.h"
-#include "trainer/finetune.h"
 #include "trainer/recipe.h"
 
 namespace moetrain::trainer {
@@ -66,15 +67,17 @@ TEST(FinetuneRecipe, SectionParsesAndRoundTrips) {
   absl::StatusOr<Recipe> pre = ParseRecipe("data:\n  tokenizer: t\n  shards: s\n", "p.yaml");
   ASSERT_TRUE(pre.ok());
   EXPECT_EQ(pre->mode, TrainMode::kPretrain);
-  EXPECT_THAT(ParseError("data:\n  tokenizer: t\n"), HasSubstr("data.shards: missing required key"));
+  EXPECT_THAT(ParseError("data:\n  tokenizer: t\n"),
+              HasSubstr("data.shards: missing required key"));
 }
 
 TEST(FinetuneRecipe, ErrorsNameTheKey) {
   EXPECT_THAT(ParseError("mode: finetune\ndata:\n  tokenizer: t\n"),
               HasSubstr("finetune.train_file: must not be empty in finetune mode"));
-  EXPECT_THAT(ParseError(kFinetune, {"finetune.lr_multipliers.router=-1"}),
-              HasSubstr("--set finetune.lr_multipliers.router: finetune.lr_multipliers.router: must be "
-                        "finite and >= 0"));
+  EXPECT_THAT(
+      ParseError(kFinetune, {"finetune.lr_multipliers.router=-1"}),
+      HasSubstr("--set finetune.lr_multipliers.router: finetune.lr_multipliers.router: must be "
+                "finite and >= 0"));
   EXPECT_THAT(ParseError(std::string(kFinetune) + "  val_fraction: 1.5\n", {"finetune.val_file="}),
               HasSubstr("ft.yaml:14:17: finetune.val_fraction: must be in (0, 1)"));
   EXPECT_THAT(ParseError(kFinetune, {"finetune.response_field=question"}),
@@ -102,7 +105,9 @@ TEST(FinetuneRecipe, RoleMultipliers) {
   r.finetune.freeze_non_expert = true;
   r.finetune.lr_multipliers.shared_experts = 2.0;
   for (ParamRole role : model::kAllParamRoles) {
-    const double want = role == ParamRole::kExperts ? 1.0 : role == ParamRole::kSharedExperts ? 2.0 : 0.0;
+    const double want = role == ParamRole::kExperts         ? 1.0
+                        : role == ParamRole::kSharedExperts ? 2.0
+                                                            : 0.0;
     EXPECT_EQ(RoleLrMultiplier(r, role), want) << model::ParamRoleName(role);
   }
   // The optimizer's per-tensor function agrees, through the ParamTable names.
@@ -156,7 +161,8 @@ TEST(FinetuneLoss, PromptTargetsCarryNoLoss) {
   c.num_experts_per_tok = 2;
   c.max_position_embeddings = 32;
   const int64_t B = 3, T = 12, V = c.vocab_size;
-  std::vector<data::SftExample> ex = {{{5, 6, 7}, {8, 9}, 1}, {{10}, {11, 12, 13, 14}, 2},
+  std::vector<data::SftExample> ex = {{{5, 6, 7}, {8, 9}, 1},
+                                      {{10}, {11, 12, 13, 14}, 2},
                                       {{15, 16, 17, 18, 19}, {20, 21, 22, 23, 24, 25, 26, 27}, 3}};
   data::SftOptions o;
   o.seq_len = T;
