@@ -127,7 +127,7 @@ int main(int argc, char** argv) {
                         "(fresh start if there is none); or a snapshot directory; none: start fresh");
   CLI::Option* init_opt = train_cmd->add_option("--init-from", init_from,
                         "take the weights of a snapshot (any layout, e.g. from `moetrain import`) "
-                        "with a fresh optimizer at step 0 (fine-tuning)")
+                        "with a fresh optimizer at step 0 (fine-tuning; wins over finetune.init_from)")
       ->check(CLI::ExistingDirectory);
   init_opt->excludes("--resume");
 

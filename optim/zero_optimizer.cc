@@ -58,7 +58,16 @@ absl::StatusOr<std::unique_ptr<ZeroOptimizer<T>>> ZeroOptimizer<T>::Create(
       // Stage 0 reduces over the whole group without sharding (ways == 1 in the layout).
       u.comm = comm != nullptr && comm->size() > 1 ? comm : nullptr;
       u.shard = shard_total;
-      u.active = true;
+      u.frozen = !pu.tensors.empty();
+      for (const model::ParamUnit::Tensor& t : pu.tensors) {
+        const double mult = options.lr_multiplier ? options.lr_multiplier(*t.spec) : 1.0;
+        if (!(mult >= 0) || !std::isfinite(mult))
+          return absl::InvalidArgumentError(absl::StrCat(
+              "zero optimizer: lr multiplier of ", t.spec->name, " must be finite and >= 0, got ", mult));
+        u.lr_mult.push_back(mult);
+        if (mult != 0) u.frozen = false;
+      }
+      u.active = !u.frozen;
       shard_total += pu.chunk();
       z->units_of_group_[g.index].push_back(static_cast<int>(z->units_.size()));
       z->units_.push_back(u);
@@ -218,7 +227,7 @@ void ZeroOptimizer<T>::AfterForward(int group) {
   const int L = num_groups_ - 1;
   if (group != L || !in_step_ || !options_.sparse_expert_updates) return;
   for (Unit& u : units_)  // which experts saw tokens in this micro-batch (global counts)
-    if (u.expert >= 0 && model_->expert_counts()[u.moe_index][u.expert] > 0) u.active = true;
+    if (u.expert >= 0 && !u.frozen && model_->expert_counts()[u.moe_index][u.expert] > 0) u.active = true;
 }
 
 template <typename T>
@@ -239,7 +248,7 @@ void ZeroOptimizer<T>::AfterBackward(int group) {
   T* buf = model_->GroupGrads(group);
   for (int ui : units_of_group_[group]) {
     const Unit& u = units_[ui];
-    if (!ExpertActiveNow(u)) continue;  // no tokens anywhere: the gradient is exactly zero
+    if (u.frozen || !ExpertActiveNow(u)) continue;  // frozen, or no tokens anywhere (zero gradient)
     const model::ParamUnit& pu = U(u);
     T* own = buf + pu.offset + u.rank * pu.chunk();
     if (u.comm != nullptr && pu.ways > 1)
@@ -253,7 +262,7 @@ void ZeroOptimizer<T>::BeginStep() {
   model_->ZeroGrads();
   if (grad_shard_ != nullptr)
     std::fill(grad_shard_, grad_shard_ + state_.Get("grad_shard").numel(), T(0));
-  for (Unit& u : units_) u.active = u.expert < 0 || !options_.sparse_expert_updates;
+  for (Unit& u : units_) u.active = !u.frozen && (u.expert < 0 || !options_.sparse_expert_updates);
   in_step_ = true;
 }
 
@@ -293,9 +302,10 @@ absl::StatusOr<ZeroStepStats> ZeroOptimizer<T>::Step(double lr, double loss_scal
     const int64_t begin = u.rank * pu.chunk(), end = begin + pu.chunk();
     const T* g = GradChunk(u);
     const double replicas = stage_ == 0 && u.comm != nullptr ? u.comm->size() : 1;
-    for (const model::ParamUnit::Tensor& t : pu.tensors) {
+    for (size_t ti = 0; ti < pu.tensors.size(); ++ti) {
+      const model::ParamUnit::Tensor& t = pu.tensors[ti];
       const int64_t a = std::max(begin, t.offset), b = std::min(end, t.offset + t.numel);
-      if (a >= b) continue;
+      if (a >= b || u.lr_mult[ti] == 0) continue;  // frozen tensors do not count
       const double rep = replicas * (t.spec->IsTpSplit(tp) ? 1 : tp);
       sumsq += kernels::SumSquares(g + (a - begin), b - a) / rep;
     }
@@ -321,10 +331,12 @@ absl::StatusOr<ZeroStepStats> ZeroOptimizer<T>::Step(double lr, double loss_scal
     const int64_t begin = u.rank * pu.chunk(), end = begin + pu.chunk();
     T* p = MasterChunk(u);
     T* g = GradChunk(u);
-    for (const model::ParamUnit::Tensor& t : pu.tensors) {
+    for (size_t ti = 0; ti < pu.tensors.size(); ++ti) {
+      const model::ParamUnit::Tensor& t = pu.tensors[ti];
       const int64_t a = std::max(begin, t.offset), b = std::min(end, t.offset + t.numel);
-      if (a >= b) continue;
-      kernels::AdamWHyper h{lr, c.beta1, c.beta2, c.eps, t.spec->weight_decay ? c.weight_decay : 0.0};
+      if (a >= b || u.lr_mult[ti] == 0) continue;  // frozen: parameter and moments untouched
+      // A multiplier scales the whole update, weight decay included (p -= lr * mult * (...)).
+      kernels::AdamWHyper h{lr * u.lr_mult[ti], c.beta1, c.beta2, c.eps, t.spec->weight_decay ? c.weight_decay : 0.0};
       const int64_t o = a - begin;
       kernels::AdamWStep(p + o, m_ + u.shard + o, v_ + u.shard + o, g + o, b - a, h, u.step, grad_scale);
     }

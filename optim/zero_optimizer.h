@@ -23,10 +23,18 @@
 // (bf16/f16) when written into the model. Step() takes the loss scale: the norm is computed on the
 // scaled gradients, a non-finite norm skips the step (nothing changes) and is reported.
 //
+// Per-tensor learning-rate multipliers (fine-tuning; docs/finetune.md): tensor t is updated with
+// lr * multiplier(t). A multiplier of 0 freezes the tensor: no update, its moments untouched, and its
+// gradient left out of the global norm (so clipping depends on the trained tensors only). A unit
+// (see model/param_groups.h) whose tensors are all frozen is skipped like an idle expert: no
+// gradient collective, no update, its step count unchanged. A partly frozen unit keeps one step
+// count for all its tensors (AdamW bias correction follows the unit's trained tensors).
+//
 // Usage per step: BeginStep(); [model->Forward; model->Backward] x grad_accum; Step(lr, scale).
 // Collective over world (all ranks call every method in the same order). Not thread-safe.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -52,6 +60,8 @@ struct ZeroOptions {
   DType compute_dtype = DType::kF32;
   bool sparse_expert_updates = true;
   bool prefetch = true;  // stage 3: start the next layer's gather before computing this one
+  // Learning-rate multiplier per tensor (finite, >= 0; 0 = frozen). Empty: 1 for every tensor.
+  std::function<double(const model::ParamSpec&)> lr_multiplier;
 };
 
 struct ZeroStepStats {
@@ -65,6 +75,8 @@ template <typename T>
 class ZeroOptimizer : public model::LayerHooks {
  public:
   // REQUIRES: model created with ModelParallel::zero_stage = stage and the same dp/edp groups.
+  // Errors: InvalidArgument for a layout / communicator mismatch, or a negative or non-finite
+  // lr_multiplier (naming the tensor).
   static absl::StatusOr<std::unique_ptr<ZeroOptimizer>> Create(model::Model<T>* model,
                                                                const ZeroOptions& options,
                                                                const ZeroComms& comms);
@@ -115,6 +127,8 @@ class ZeroOptimizer : public model::LayerHooks {
     int moe_index = -1, expert = -1;
     int64_t step = 0;
     bool active = false;           // expert received tokens in this step (always true for dense)
+    bool frozen = false;           // every tensor's lr multiplier is 0
+    std::vector<double> lr_mult;   // per tensor of the ParamUnit (same order)
   };
   const model::ParamUnit& U(const Unit& u) const { return model_->param_groups()[u.group].units[u.index]; }
   T* MasterChunk(const Unit& u) const;

@@ -531,8 +531,11 @@ KeySpec ActivationCheckpointingSection(ActivationCheckpointingConfig* field) {
 // model::ModelConfig field (keep in sync with model/config.h).
 KeySpec RecipeSchema(Recipe* r) {
   model::ModelConfig& m = r->model;
+  LrMultipliers& lm = r->finetune.lr_multipliers;
   return Section(
       "", {
+              EnumKey("mode", &r->mode, {TrainMode::kPretrain, TrainMode::kFinetune, TrainMode::kDistill},
+                      &TrainModeName),
               Section("model",
                       {
                           VocabKey("vocab_size", &m.vocab_size, &r->vocab_size_auto),
@@ -635,14 +638,32 @@ KeySpec RecipeSchema(Recipe* r) {
                           NumberKey("top_p", &r->sample.top_p),
                           IntKey("seed", &r->sample.seed),
                       }),
-              EnumKey("mode", &r->mode,
-                      {TrainMode::kPretrain, TrainMode::kDistill},
-                      &TrainModeName),
               Section("distill",
                       {
                           StringKey("teacher", &r->distill.teacher),
                           NumberKey("alpha", &r->distill.alpha),
                           NumberKey("temperature", &r->distill.temperature),
+                      }),
+              Section("finetune",
+                      {
+                          StringKey("train_file", &r->finetune.train_file),
+                          StringKey("val_file", &r->finetune.val_file),
+                          NumberKey("val_fraction", &r->finetune.val_fraction),
+                          StringKey("prompt_field", &r->finetune.prompt_field),
+                          StringKey("response_field", &r->finetune.response_field),
+                          StringKey("init_from", &r->finetune.init_from),
+                          BoolKey("freeze_router", &r->finetune.freeze_router),
+                          BoolKey("freeze_non_expert", &r->finetune.freeze_non_expert),
+                          Section("lr_multipliers",
+                                  {
+                                      NumberKey("experts", &lm.experts),
+                                      NumberKey("shared_experts", &lm.shared_experts),
+                                      NumberKey("router", &lm.router),
+                                      NumberKey("attention", &lm.attention),
+                                      NumberKey("embeddings", &lm.embeddings),
+                                      NumberKey("norms", &lm.norms),
+                                      NumberKey("dense_mlp", &lm.dense_mlp),
+                                  }),
                       }),
               IntKey("seed", &r->seed),
               IntKey("threads", &r->threads),
@@ -790,6 +811,7 @@ class Validator {
     CheckParallel();
     CheckSample();
     CheckDistill();
+    CheckMode();
     if (r_.threads < 0)
       Fail("threads", absl::StrCat("must be >= 0 (0 = all cores), got ", r_.threads));
   }
@@ -817,7 +839,7 @@ class Validator {
   void CheckData() {
     if (r_.data.tokenizer.empty())
       Fail("data.tokenizer", "must not be empty (path to a SentencePiece .model file)");
-    if (r_.data.shards.empty())
+    if (r_.data.shards.empty() && r_.mode == TrainMode::kPretrain)
       Fail("data.shards", "must not be empty (path to a prepared shard directory)");
   }
 
@@ -953,6 +975,29 @@ class Validator {
       Fail("sample.top_p", absl::StrCat("must be in (0, 1], got ", FormatNumber(s.top_p)));
   }
 
+  void CheckMode() {
+    if (r_.mode != TrainMode::kFinetune) return;
+    const FinetuneConfig& f = r_.finetune;
+    if (f.train_file.empty())
+      Fail("finetune.train_file", "must not be empty in finetune mode (path to a JSONL file)");
+    if (f.val_file.empty() && !(f.val_fraction > 0 && f.val_fraction < 1))
+      Fail("finetune.val_fraction", absl::StrCat("must be in (0, 1) when finetune.val_file is empty, got ",
+                                                 FormatNumber(f.val_fraction)));
+    if (f.prompt_field.empty()) Fail("finetune.prompt_field", "must not be empty");
+    if (f.response_field.empty()) Fail("finetune.response_field", "must not be empty");
+    if (f.prompt_field == f.response_field && !f.prompt_field.empty())
+      Fail("finetune.response_field", absl::StrCat("must differ from prompt_field (both \"", f.prompt_field, "\")"));
+    const LrMultipliers& m = f.lr_multipliers;
+    const std::pair<const char*, double> all[] = {
+        {"experts", m.experts},       {"shared_experts", m.shared_experts}, {"router", m.router},
+        {"attention", m.attention},   {"embeddings", m.embeddings},         {"norms", m.norms},
+        {"dense_mlp", m.dense_mlp}};
+    for (const auto& [name, value] : all)
+      if (!(value >= 0) || !std::isfinite(value))
+        Fail(absl::StrCat("finetune.lr_multipliers.", name),
+             absl::StrCat("must be finite and >= 0 (0 = frozen), got ", FormatNumber(value)));
+  }
+
   const Recipe& r_;
   const Locations* locations_;
   Problems* problems_;
@@ -983,15 +1028,6 @@ std::string_view PrecisionName(Precision precision) {
   return "unknown";
 }
 
-std::string_view TrainModeName(TrainMode mode) {
-  switch (mode) {
-    case TrainMode::kPretrain:
-      return "pretrain";
-    case TrainMode::kDistill:
-      return "distill";
-  }
-  return "?";
-}
 
 DType ComputeDType(Precision precision) {
   switch (precision) {
@@ -1035,6 +1071,18 @@ optim::LossScalerConfig LossScalerConfigFromRecipe(const Recipe& recipe) {
   c.hysteresis = s.hysteresis;
   c.min_scale = s.min;
   return c;
+}
+
+std::string_view TrainModeName(TrainMode mode) {
+  switch (mode) {
+    case TrainMode::kPretrain:
+      return "pretrain";
+    case TrainMode::kFinetune:
+      return "finetune";
+    case TrainMode::kDistill:
+      return "distill";
+  }
+  return "unknown";
 }
 
 std::string_view EpDispatchName(EpDispatch mode) {
@@ -1085,6 +1133,7 @@ absl::StatusOr<Recipe> ParseRecipe(const std::string& yaml_text, const std::stri
   for (const std::string& override_text : overrides) reader.ApplyOverride(schema, override_text);
 
   for (const char* required : {"data.tokenizer", "data.shards"}) {
+    if (recipe.mode != TrainMode::kPretrain && std::string_view(required) == "data.shards") continue;
     if (!locations.Has(required))
       problems.Add(locations.Of(required), required, "missing required key");
   }

@@ -3,8 +3,9 @@
 // A recipe has these top-level keys (docs/recipes.md lists every key with its type, default and
 // range):
 //
+//   mode:       pretrain | finetune | distill           (distill: refused in this build)
 //   model:      every model::ModelConfig field under its HF name; vocab_size may be `auto`
-//   data:       tokenizer, shards                       (both required)
+//   data:       tokenizer, shards                       (both required; shards not in finetune mode)
 //   optim:      lr, betas, eps, weight_decay, grad_clip
 //   schedule:   warmup_steps, decay, min_lr, total_steps (trainer/lr_schedule.h)
 //   batch:      micro_batch, grad_accum, seq_len
@@ -16,8 +17,11 @@
 //   eval:       every_steps, batches
 //   checkpoint: dir, every_steps, keep, async
 //   sample:     prompts, max_new_tokens, temperature, top_p, seed
-//   mode:       pretrain | distill
+//   mode:       pretrain | finetune | distill
 //   distill:    teacher, alpha, temperature                 (mode distill; docs/distill.md)
+//   finetune:   train_file, val_file, val_fraction, prompt_field, response_field, init_from,
+//               freeze_router, freeze_non_expert, lr_multipliers {experts, shared_experts, router,
+//               attention, embeddings, norms, dense_mlp}       (docs/finetune.md; mode: finetune)
 //   seed, threads
 //
 // Every field has a default (below), except data.tokenizer and data.shards, which are required.
@@ -92,6 +96,36 @@ struct DataConfig {
   std::string shards;     // REQUIRED, non-empty: path to a prepared token-shard directory
 };
 
+// What a run trains for: pretraining on token shards, or supervised fine-tuning on JSONL prompt /
+// response pairs (docs/finetune.md). Distillation is parsed but refused in this build.
+enum class TrainMode { kPretrain, kFinetune, kDistill };
+std::string_view TrainModeName(TrainMode mode);  // "pretrain", "finetune", "distill"
+
+// Learning-rate multipliers per parameter role (model/param_role.h); each finite and >= 0, 0 = frozen.
+struct LrMultipliers {
+  double experts = 1.0;
+  double shared_experts = 1.0;
+  double router = 1.0;
+  double attention = 1.0;
+  double embeddings = 1.0;
+  double norms = 1.0;
+  double dense_mlp = 1.0;
+};
+
+// `finetune:` (used when mode is finetune; docs/finetune.md).
+struct FinetuneConfig {
+  std::string train_file;                  // REQUIRED in finetune mode: JSONL prompt / response pairs
+  std::string val_file;                    // "" = hold out val_fraction of train_file
+  double val_fraction = 0.05;              // in (0, 1) when val_file is ""
+  std::string prompt_field = "prompt";     // non-empty JSON field names
+  std::string response_field = "response";
+  std::string init_from;                   // snapshot to take weights from ("" = seeded init);
+                                           // `moetrain train --init-from DIR` wins over it
+  bool freeze_router = false;              // router multiplier 0 and no aux-loss-free bias updates
+  bool freeze_non_expert = false;          // every role but experts and shared_experts frozen
+  LrMultipliers lr_multipliers;
+};
+
 struct OptimConfig {
   double lr = 3e-4;                           // peak learning rate; > 0
   std::array<double, 2> betas = {0.9, 0.95};  // AdamW beta1, beta2; each in [0, 1)
@@ -150,10 +184,6 @@ struct ParallelConfig {
                                            // 3 + parameters sharded over dp (experts over edp)
 };
 
-// What the run trains for. pretrain: next-token CE. distill: see DistillConfig.
-enum class TrainMode { kPretrain, kDistill };
-std::string_view TrainModeName(TrainMode mode);
-
 // Knowledge distillation from a frozen teacher (mode: distill; docs/distill.md). Loss =
 // alpha * temperature^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE.
 struct DistillConfig {
@@ -167,6 +197,7 @@ struct DistillConfig {
 model::ModelConfig DefaultRecipeModel();
 
 struct Recipe {
+  TrainMode mode = TrainMode::kPretrain;
   model::ModelConfig model = DefaultRecipeModel();
   // true when the recipe says `vocab_size: auto` (the default): model.vocab_size is then 0 until
   // ResolveVocabSize fills it in from the tokenizer.
@@ -183,8 +214,8 @@ struct Recipe {
   EvalConfig eval;
   CheckpointConfig checkpoint;
   SampleConfig sample;
-  TrainMode mode = TrainMode::kPretrain;
   DistillConfig distill;
+  FinetuneConfig finetune;
   uint64_t seed = 1234;  // seeds init and data order
   int threads = 0;       // CPU threads; >= 0, 0 = all cores
 };

@@ -25,6 +25,8 @@
 #include "trainer/memory_plan.h"
 #include "trainer/metrics.h"
 #include "trainer/train_snapshot.h"
+#include "trainer/finetune.h"
+#include "trainer/train_data.h"
 #include "trainer/flops.h"
 #include "trainer/lr_schedule.h"
 #include "trainer/sampling.h"
@@ -129,10 +131,9 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   Recipe recipe = input_recipe;
   SetNumThreads(recipe.threads);
 
-  // Data: tokenizer and shards must belong together.
+  // Data: the tokenizer, then (below) the mode's rows (token shards checked against the tokenizer,
+  // or fine-tuning JSONL; trainer/train_data.h).
   ASSIGN_OR_RETURN(data::Tokenizer tokenizer, data::Tokenizer::Load(recipe.data.tokenizer));
-  ASSIGN_OR_RETURN(data::TokenShards shards, data::TokenShards::Open(recipe.data.shards));
-  RETURN_IF_ERROR(shards.CheckTokenizer(tokenizer));
   RETURN_IF_ERROR(ResolveVocabSize(tokenizer.vocab_size(), &recipe));
 
   // Layout: dp ranks split the global micro-batch (the tp ranks of a dp rank share its data); a
@@ -153,15 +154,8 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   so.grad_accum = static_cast<int>(A);
   so.world = dp;
   so.seed = recipe.seed;
-  ASSIGN_OR_RETURN(data::Sampler sampler,
-                   data::Sampler::Create(shards.tokens(data::Split::kTrain),
-                                         shards.num_tokens(data::Split::kTrain), so,
-                                         shards.file_path(data::Split::kTrain)));
-  ASSIGN_OR_RETURN(data::EvalSampler eval_sampler,
-                   data::EvalSampler::Create(shards.tokens(data::Split::kVal),
-                                             shards.num_tokens(data::Split::kVal), S,
-                                             recipe.eval.batches * recipe.batch.micro_batch,
-                                             shards.file_path(data::Split::kVal)));
+  ASSIGN_OR_RETURN(std::unique_ptr<TrainData> train_data,
+                   OpenTrainData(recipe, tokenizer, so, recipe.eval.batches * recipe.batch.micro_batch));
 
   // Memory: model, optimizer and batch buffers, planned before step 1. The runtime baseline (binary,
   // libraries, MPI, tokenizer) is measured here, before any of them exists.
@@ -199,6 +193,7 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   zo.adam = optim::AdamWConfig{recipe.optim.betas[0], recipe.optim.betas[1], recipe.optim.eps,
                                recipe.optim.weight_decay, recipe.optim.grad_clip};
   zo.compute_dtype = model_options.compute_dtype;
+  zo.lr_multiplier = LrMultiplierFromRecipe(recipe);  // fine-tuning: frozen / scaled roles
   optim::ZeroComms zc;
   if (groups != nullptr) zc = {&groups->world(), &groups->dp(), &groups->edp(), &groups->tp()};
   ASSIGN_OR_RETURN(auto optimizer, optim::ZeroOptimizer<float>::Create(model.get(), zo, zc));
@@ -208,11 +203,11 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   }
   std::vector<int32_t> tokens(B * S), targets(B * S);
   // Evaluate whole global micro-batches only, so every layout scores the same windows.
-  const int64_t eval_windows = eval_sampler.num_windows() / (dp * B) * (dp * B);
+  const int64_t eval_windows = train_data->num_eval_rows() / (dp * B) * (dp * B);
   if (eval_windows == 0)
     return absl::FailedPreconditionError(absl::StrCat(
-        shards.file_path(data::Split::kVal), ": validation split too small for one global micro-batch (",
-        dp * B, " sequences of ", S, " tokens; it has ", eval_sampler.num_windows(), ")"));
+        train_data->val_source(), ": validation split too small for one global micro-batch (",
+        dp * B, " sequences of ", S, " tokens; it has ", train_data->num_eval_rows(), ")"));
   std::vector<int32_t> eval_targets_all(eval_windows * S);
 
   if (groups != nullptr)
@@ -226,7 +221,7 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
                << ActivationCheckpointingName(model_options.checkpointing);
   MemoryPlanReport plan;
   plan.Add("runtime (measured before planning)", baseline_rss);
-  plan.Add("token shards (mapped)", shards.MappedBytes());
+  plan.Add(train_data->HostMemory().first, train_data->HostMemory().second);
   for (const auto& [cat, bytes] : model->MemoryPlan()) plan.Add(cat, bytes);
   for (const auto& [cat, bytes] : optimizer->MemoryPlan()) plan.Add(cat, bytes);
   plan.Add("expert dispatch buffers", model->DispatchBufferBytes());
@@ -259,7 +254,8 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
     ranks = {groups->rank(), groups->coords().dp_rank, groups->edp().rank(), groups->coords().tp_rank};
   int64_t start_step = 0;
   ASSIGN_OR_RETURN(std::string resume_dir, ResolveResume(options.resume, recipe.checkpoint.dir));
-  const std::string& load_dir = !resume_dir.empty() ? resume_dir : options.init_from;
+  const std::string init_from = InitFromDir(recipe, options.init_from);  // the CLI flag wins
+  const std::string& load_dir = !resume_dir.empty() ? resume_dir : init_from;
   if (!load_dir.empty()) {
     ASSIGN_OR_RETURN(checkpoint::SnapshotReader reader, checkpoint::SnapshotReader::Open(load_dir));
     if (options.resume != "auto") RETURN_IF_ERROR(reader.Verify());  // auto verified already
@@ -343,18 +339,17 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   // Baselines and the machine's limit.
   {
     std::vector<int32_t> scratch(eval_windows * S);
-    eval_sampler.Fill(0, eval_windows, scratch.data(), eval_targets_all.data());
+    train_data->FillEval(0, eval_windows, scratch.data(), eval_targets_all.data());
   }
-  result.unigram_val_loss = UnigramCrossEntropy(
-      shards.tokens(data::Split::kVal), shards.num_tokens(data::Split::kVal),
+  result.unigram_val_loss = train_data->UnigramValLoss(
       eval_targets_all.data(), static_cast<int64_t>(eval_targets_all.size()), recipe.model.vocab_size);
   const double peak = MeasureSgemmPeakFlops();
   const double flops_per_token = TrainingFlopsPerToken(recipe.model, S);
-  MT_LOG(INFO) << "data: " << shards.num_tokens(data::Split::kTrain) << " train tokens ("
-               << sampler.num_windows() << " windows of " << S << "), "
-               << shards.num_tokens(data::Split::kVal) << " val tokens; evaluating on "
-               << eval_windows << " val windows; unigram baseline val loss "
+  MT_LOG(INFO) << "data (" << TrainModeName(recipe.mode) << "): " << train_data->Summary()
+               << "; evaluating on " << eval_windows << " val rows; unigram baseline val loss "
                << absl::StrFormat("%.4f", result.unigram_val_loss);
+  if (recipe.mode == TrainMode::kFinetune)
+    MT_LOG(INFO) << "fine-tuning lr multipliers: " << DescribeLrMultipliers(recipe);
   MT_LOG(INFO) << absl::StrFormat("sgemm peak %.1f GFLOP/s on %d threads; %.1f MFLOP per token",
                                   peak / 1e9, NumThreads(), flops_per_token / 1e6);
 
@@ -382,7 +377,7 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
     // Validation reports the student's plain CE (no teacher run for it).
     if (teacher != nullptr) MT_CHECK_OK(model->SetDistillationTarget(nullptr, 0, 1));
     for (int64_t first = 0; first + dp * B <= eval_windows; first += dp * B) {
-      eval_sampler.Fill(first + dp_rank * B, B, tokens.data(), targets.data());
+      train_data->FillEval(first + dp_rank * B, B, tokens.data(), targets.data());
       model::LossBreakdown l = model->Forward(tokens.data(), targets.data());
       sum += l.ce * l.num_targets;
       count += l.num_targets;
@@ -405,9 +400,9 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
     double batch_hash = 0;
     ExpertLoad counts;  // tokens per expert over the step's micro-batches (global)
     for (int micro = 0; micro < A; ++micro) {
-      sampler.Fill(step, micro, dp_rank, tokens.data(), targets.data());
+      train_data->Fill(step, micro, dp_rank, tokens.data(), targets.data());
       for (int64_t i = 0; i < B; ++i) {
-        uint64_t h = 1469598103934665603ull ^ static_cast<uint64_t>(sampler.GlobalIndex(step, micro, dp_rank, i));
+        uint64_t h = 1469598103934665603ull ^ static_cast<uint64_t>(train_data->GlobalIndex(step, micro, dp_rank, i));
         for (int64_t t = 0; t < S; ++t) h = (h ^ static_cast<uint32_t>(tokens[i * S + t])) * 1099511628211ull;
         batch_hash += static_cast<double>(h >> 24);  // < 2^40: sums stay exact in a double
       }
@@ -431,7 +426,7 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
                       << "; step skipped (parameters and optimizer state unchanged), scale now "
                       << scaler.scale();
       metrics.WriteSkippedStep(step + 1, loss_scale, scaler.scale());
-    } else {
+    } else if (!RouterFrozen(recipe)) {  // a frozen router keeps its aux-loss-free bias too
       model->UpdateRouterBias();
     }
     RETURN_IF_ERROR(poll_commit());

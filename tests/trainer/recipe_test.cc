@@ -320,7 +320,7 @@ TEST(RecipeTest, UnknownTopLevelKeySuggests) {
   const std::string msg = ParseError(WithData("optimizer:\n  lr: 1\n"));
   EXPECT_THAT(msg, HasSubstr("r.yaml:4:1: optimizer: unknown key; did you mean optim?"));
   const std::string far = ParseError(WithData("zzzzzz: 1\n"));
-  EXPECT_THAT(far, HasSubstr("r.yaml:4:1: zzzzzz: unknown key; known keys: model, data, optim"));
+  EXPECT_THAT(far, HasSubstr("r.yaml:4:1: zzzzzz: unknown key; known keys: mode, model, data, optim"));
   EXPECT_THAT(
       ParseError(WithData("optim:\n  zzzzzz: 1\n")),
       HasSubstr("r.yaml:5:3: optim.zzzzzz: unknown key; known keys in optim: lr, betas, eps"));
