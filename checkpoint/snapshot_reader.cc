@@ -155,7 +155,8 @@ absl::StatusOr<SnapshotReader> SnapshotReader::Open(const std::string& snapshot_
       problems.push_back(shard.status().code() == absl::StatusCode::kNotFound
                              ? absl::StrCat("missing shard file ", path)
                              : std::string(shard.status().message()));
-      unreadable_shard = true;
+      // A truncated or corrupt file (not a missing one, whose absence is the whole story).
+      if (shard.status().code() != absl::StatusCode::kNotFound) unreadable_shard = true;
       continue;
     }
     r.shards_.push_back(*std::move(shard));

@@ -839,7 +839,7 @@ class Validator {
   void CheckData() {
     if (r_.data.tokenizer.empty())
       Fail("data.tokenizer", "must not be empty (path to a SentencePiece .model file)");
-    if (r_.data.shards.empty() && r_.mode == TrainMode::kPretrain)
+    if (r_.data.shards.empty() && r_.mode != TrainMode::kFinetune)
       Fail("data.shards", "must not be empty (path to a prepared shard directory)");
   }
 

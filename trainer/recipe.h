@@ -97,7 +97,8 @@ struct DataConfig {
 };
 
 // What a run trains for: pretraining on token shards, or supervised fine-tuning on JSONL prompt /
-// response pairs (docs/finetune.md). Distillation is parsed but refused in this build.
+// response pairs (docs/finetune.md), or distillation from a frozen teacher on token shards
+// (docs/distill.md).
 enum class TrainMode { kPretrain, kFinetune, kDistill };
 std::string_view TrainModeName(TrainMode mode);  // "pretrain", "finetune", "distill"
 

@@ -66,11 +66,10 @@ absl::StatusOr<std::unique_ptr<TrainData>> OpenTrainData(const Recipe& recipe,
                                                          int64_t max_eval_rows) {
   switch (recipe.mode) {
     case TrainMode::kPretrain:
+    case TrainMode::kDistill:  // the student trains on the same token shards
       return ShardTrainData::Open(recipe.data.shards, tokenizer, sampler, max_eval_rows);
     case TrainMode::kFinetune:
       return OpenFinetuneData(recipe.finetune, tokenizer, sampler, max_eval_rows);
-    case TrainMode::kDistill:
-      break;
   }
   return absl::UnimplementedError(absl::StrCat("mode ", std::string(TrainModeName(recipe.mode)),
                                                ": not implemented in this build"));

@@ -68,7 +68,7 @@ expect_fail_with "missing field names file:line" 'bad.jsonl:7: no field "respons
   "$BIN" train "${FT[@]}" --set finetune.train_file=bad.jsonl
 expect_fail_with "finetune.train_file required" "finetune.train_file: must not be empty" \
   "$BIN" train "${FT[@]}" --set finetune.train_file=
-expect_fail_with "distill refused" "distill: not implemented in this build" "$BIN" train "${FT[@]}" --set mode=distill
+expect_fail_with "distill needs a teacher" "distill.teacher: must name the teacher" "$BIN" train "${FT[@]}" --set mode=distill
 [ ! -e ft.jsonl ] && pass "no metrics from failed runs" || fail "metrics written by a failed run"
 
 # --- fine-tune from the snapshot named in the recipe

@@ -85,7 +85,7 @@ TEST(FinetuneRecipe, ErrorsNameTheKey) {
   EXPECT_THAT(ParseError("mode: finetuning\n"), HasSubstr("ft.yaml:1:7: mode: expected one of "
                                                           "pretrain | finetune | distill"));
   EXPECT_THAT(ParseError("mode: distill\ndata:\n  tokenizer: t\n"),
-              HasSubstr("ft.yaml:1:7: mode: distill: not implemented in this build"));
+              HasSubstr("distill.teacher: must name the teacher's snapshot directory when mode is distill"));
   EXPECT_THAT(ParseError(kFinetune, {"finetune.freeze_routr=true"}),
               HasSubstr("did you mean finetune.freeze_router?"));
 }
