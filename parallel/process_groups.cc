@@ -62,6 +62,7 @@ absl::StatusOr<ProcessGroups> ProcessGroups::Create(const Launch& launch, const 
     groups.dp_ = std::make_unique<LocalCommunicator>();
     groups.ep_ = std::make_unique<LocalCommunicator>();
     groups.edp_ = std::make_unique<LocalCommunicator>();
+    groups.NameGroups();
     return groups;
   }
   MPI_Comm world = MPI_COMM_NULL;
@@ -75,7 +76,14 @@ absl::StatusOr<ProcessGroups> ProcessGroups::Create(const Launch& launch, const 
   ASSIGN_OR_RETURN(groups.dp_, Split(world, grid, GroupKind::kDp, launch.rank));
   ASSIGN_OR_RETURN(groups.ep_, Split(world, grid, GroupKind::kEp, launch.rank));
   ASSIGN_OR_RETURN(groups.edp_, Split(world, grid, GroupKind::kEdp, launch.rank));
+  groups.NameGroups();
   return groups;
+}
+
+void ProcessGroups::NameGroups() {
+  world_->set_name("world");
+  for (GroupKind kind : {GroupKind::kTp, GroupKind::kDp, GroupKind::kEp, GroupKind::kEdp})
+    Get(kind).set_name(GroupKindName(kind));
 }
 
 Communicator& ProcessGroups::Get(GroupKind kind) {
