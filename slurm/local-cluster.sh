@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts (or stops) a one-node SLURM cluster on this machine for tests and local use, following
-# the checked recipe in docs/slurm.md. Needs root, munge and slurm-wlm (scripts/install-deps.sh).
+# the checked recipe in slurm/README.md. Needs root, munge and slurm-wlm (scripts/install-deps.sh).
 # Usage: slurm/local-cluster.sh start RUN_DIR | stop RUN_DIR
 set -euo pipefail
 cmd=$1 RUN=$2
