@@ -39,7 +39,7 @@ void OnSigint(int) {
 // Preemption: SLURM sends SIGUSR1 (--signal=USR1@T, forwarded by slurm/train.sbatch) before the
 // time limit or a preemption, and SIGTERM on scancel / scontrol requeue. The run saves a snapshot
 // at the next step boundary and exits with kRequeueExitCode, which slurm/train.sbatch answers with
-// `scontrol requeue` (docs/slurm.md). 75 is EX_TEMPFAIL (sysexits.h): "try again later".
+// `scontrol requeue` (slurm/README.md). 75 is EX_TEMPFAIL (sysexits.h): "try again later".
 constexpr int kRequeueExitCode = 75;
 std::atomic<bool> g_preempt{false};
 

@@ -25,7 +25,7 @@ struct TrainOptions {
   const std::atomic<bool>* stop = nullptr;  // checked after every step
   // Preemption (SIGUSR1 / SIGTERM under SLURM): like `stop`, and a snapshot is written to
   // checkpoint.dir even when checkpoint.every_steps is 0; result.preempted tells the caller to exit
-  // with the requeue code (docs/slurm.md).
+  // with the requeue code (slurm/README.md).
   const std::atomic<bool>* preempt = nullptr;
   bool dry_run = false;                     // plan and report memory, do not train
   // The process groups of a multi-rank run (built from trainer::ResolveLayout); nullptr = a world

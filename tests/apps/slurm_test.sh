@@ -61,8 +61,10 @@ MOETRAIN="$BIN" timeout 300 sbatch --wait --ntasks=2 --output="$WORK/ref.out" "$
 jid=$(MOETRAIN="$BIN" sbatch --parsable --ntasks=2 --output="$WORK/pre.out" "$SRC/slurm/train.sbatch" \
   "${PRE[@]}" --set checkpoint.dir="$WORK/ck" --set logging.metrics_file="$WORK/pre.jsonl")
 jid=${jid%%;*}
-for _ in $(seq 1 600); do grep -q "step 20/" pre.out 2>/dev/null && break; sleep 0.1; done
-grep -q "step 20/" pre.out || { echo "FAIL: job $jid did not reach step 20"; tail pre.out; scancel "$jid"; exit 1; }
+# Up to 3 minutes: the job may wait for the node to finish cleaning up after the previous one.
+for _ in $(seq 1 1800); do grep -q "step 20/" pre.out 2>/dev/null && break; sleep 0.1; done
+grep -q "step 20/" pre.out || { echo "FAIL: job $jid did not reach step 20"; scontrol show job "$jid" | head -5
+                                tail pre.out; scancel "$jid"; exit 1; }
 scancel --signal=USR1 --batch "$jid"
 state=
 for _ in $(seq 1 180); do
