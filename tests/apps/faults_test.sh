@@ -4,11 +4,13 @@
 #     `--resume auto` continues from it and the final loss equals an uninterrupted run's exactly.
 #  2. SIGTERM: the same (exit 75, snapshot).
 #  3. A preemption without checkpoint.dir saves nothing and exits 130 (no requeue: nothing to resume).
+#  5. (with MPIEXEC) SIGUSR1 to ONE of 2 ranks: both stop after the same step, one snapshot, the
+#     job exits 75 (every rank returns it; no MPI_Abort).
 #  4. fp16 with the loss scale pinned at its floor overflows every step: the run aborts at step
 #     optim.max_consecutive_skips naming a tensor of the model; with 0 it runs to the end.
-# Usage: faults_test.sh MOETRAIN
+# Usage: faults_test.sh MOETRAIN [MPIEXEC]
 set -uo pipefail
-BIN=$1
+BIN=$1 MPIEXEC=${2:-}
 WORK=$(mktemp -d /tmp/moetrain-faults.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
@@ -79,4 +81,20 @@ fi
 skips=$(grep -c '"event":"skipped_step"' nan0.jsonl)
 [ $rc -eq 0 ] && [ "$skips" -eq 10 ] && echo "PASS: max_consecutive_skips 0 runs all 10 (skipped) steps" \
   || { echo "FAIL: max_consecutive_skips 0: exit $rc, $skips skips"; fail=1; }
+
+if [ -n "$MPIEXEC" ]; then
+  "$MPIEXEC" --oversubscribe -np 2 "$BIN" train "${ARGS[@]}" --set data.tokenizer="$WORK/tok.model" \
+    --set parallel.ep=2 --set checkpoint.dir=ck-mpi --set logging.metrics_file= >mpi.log 2>&1 &
+  job=$!
+  for _ in $(seq 1 600); do grep -q "step 10/" mpi.log && break; sleep 0.05; done
+  victim=$(pgrep -f "moetrain train .*data.tokenizer=$WORK/" | grep -v "^$job\$" | tail -1)
+  kill -USR1 "$victim"; wait $job; rc=$?
+  steps=$(grep -o 'preempted after step [0-9]*' mpi.log | grep -o '[0-9]*$' | sort -u)
+  if [ $rc -eq 75 ] && [ "$(grep -c 'preempted after step' mpi.log)" -eq 2 ] && [ "$(echo "$steps" | wc -l)" -eq 1 ] \
+     && [ "$(ls ck-mpi | grep -c '^step-')" -eq 1 ]; then
+    echo "PASS: SIGUSR1 to one of 2 ranks: both stopped after step $steps, one snapshot, exit 75"
+  else
+    echo "FAIL: one-rank SIGUSR1 under MPI: exit $rc, steps '$steps'"; tail mpi.log; fail=1
+  fi
+fi
 exit $fail
