@@ -49,7 +49,8 @@ double CollectiveWatchdog::timeout_s() const {
   return timeout_s_;
 }
 
-CollectiveWatchdog::Watch CollectiveWatchdog::Begin(const char* collective, const std::string& group) {
+CollectiveWatchdog::Watch CollectiveWatchdog::Begin(const char* collective,
+                                                    const std::string& group) {
   if (!enabled_.load(std::memory_order_relaxed)) return Watch();
   std::lock_guard<std::mutex> lock(mu_);
   const uint64_t id = next_id_++;

@@ -2,13 +2,14 @@
 //
 // A rank that dies or stalls (a hung GPU, a deadlocked peer, a lost node) leaves the others blocked
 // in a collective forever; MPI notices a dead process but not a live one that never arrives. Every
-// Communicator collective (the blocking calls, Split, and CommHandle::Wait of the non-blocking ones)
-// opens a Watch for the time it blocks; one thread per process wakes a few times per timeout and, if
-// any open Watch is older than the timeout, runs the action once with
+// Communicator collective (the blocking calls, Split, and CommHandle::Wait of the non-blocking
+// ones) opens a Watch for the time it blocks; one thread per process wakes a few times per timeout
+// and, if any open Watch is older than the timeout, runs the action once with
 //   "rank R: <collective> on group <name> did not complete within Ns"
-// The default action logs that line as an ERROR and calls Launcher::AbortJob(kCollectiveTimeoutExitCode)
-// (MPI_Abort: mpirun / srun then end every rank). Time spent computing between a non-blocking call
-// and its Wait is not counted: only blocking time is.
+// The default action logs that line as an ERROR and calls
+// Launcher::AbortJob(kCollectiveTimeoutExitCode) (MPI_Abort: mpirun / srun then end every rank).
+// Time spent computing between a non-blocking call and its Wait is not counted: only blocking time
+// is.
 //
 // Global() is the process's watchdog that Communicator uses; it is off (timeout 0) until Configure.
 // Separate instances (tests) are independent. Watch is cheap when off (no lock, no clock read).

@@ -1,8 +1,9 @@
-// ZeroOptimizer::FirstNonFiniteGradientTensor on one rank (ZeRO stages 0 and 1, fp32): after NaN/Inf
-// is written into the gradients of chosen tensors (found by name through the parameter units, the
-// layout the optimizer reads), the skipped step reports the smallest TABLE index among them -- the
-// table position is looked up independently by a linear search over table().specs() -- even when
-// that tensor's buffer comes later in the optimizer's unit order; a clean step reports -1.
+// ZeroOptimizer::FirstNonFiniteGradientTensor on one rank (ZeRO stages 0 and 1, fp32): after
+// NaN/Inf is written into the gradients of chosen tensors (found by name through the parameter
+// units, the layout the optimizer reads), the skipped step reports the smallest TABLE index among
+// them -- the table position is looked up independently by a linear search over table().specs() --
+// even when that tensor's buffer comes later in the optimizer's unit order; a clean step reports
+// -1.
 #include <cmath>
 #include <limits>
 #include <random>
@@ -67,7 +68,11 @@ TEST_P(ZeroNonFiniteTensor, NamesTheFirstBadTensorInTableOrder) {
   for (auto& t : tokens) t = static_cast<int32_t>(rng() % 32);
   for (auto& t : targets) t = static_cast<int32_t>(rng() % 32);
   // One step; `poison` lists (tensor, element, value) written into the gradients after backward.
-  struct Poison { std::string name; int64_t k; float value; };
+  struct Poison {
+    std::string name;
+    int64_t k;
+    float value;
+  };
   auto step = [&](const std::vector<Poison>& poison) {
     (*z)->BeginStep();
     (*model)->Forward(tokens.data(), targets.data());

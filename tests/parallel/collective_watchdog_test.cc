@@ -4,13 +4,13 @@
 // watchdog_test.sh.
 #include "parallel/collective_watchdog.h"
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace moetrain::parallel {
 namespace {
