@@ -25,6 +25,7 @@
 #include "data/corpus.h"
 #include "data/prepare.h"
 #include "data/tokenizer.h"
+#include "parallel/collective_watchdog.h"
 #include "parallel/launcher.h"
 #include "parallel/process_groups.h"
 #include "trainer/embedded_recipe.h"
@@ -42,6 +43,15 @@ void OnSigint(int) {
   g_stop = true;
   std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C kills immediately
 }
+
+// Preemption: SLURM sends SIGUSR1 (--signal=USR1@T, forwarded by slurm/train.sbatch) before the
+// time limit or a preemption, and SIGTERM on scancel / scontrol requeue. The run saves a snapshot
+// at the next step boundary and exits with kRequeueExitCode, which slurm/train.sbatch answers with
+// `scontrol requeue` (slurm/README.md). 75 is EX_TEMPFAIL (sysexits.h): "try again later".
+constexpr int kRequeueExitCode = 75;
+std::atomic<bool> g_preempt{false};
+
+void OnPreemptSignal(int) { g_preempt = true; }
 
 struct CorpusFlags {
   std::vector<std::string> inputs;
@@ -215,10 +225,15 @@ int main(int argc, char** argv) {
     // Under mpirun / srun every rank runs this; alone it is a world of one without MPI.
     auto launch = parallel::Launcher::Init(&argc, &argv);
     if (!launch.ok()) return Fail(launch.status());
+    // Installed before anything slow, so an early signal never kills the process (the default
+    // action of SIGUSR1) but ends the run after its first step.
+    std::signal(SIGUSR1, OnPreemptSignal);
+    std::signal(SIGTERM, OnPreemptSignal);
     const int rc = RunTrain(*launch, recipe_path, overrides, dry_run, print_recipe, dump_params,
                             resume, init_from);
     absl::Status fin = parallel::Launcher::Finalize();
-    if (rc != 0 && launch->world_size > 1) parallel::Launcher::AbortJob(rc);  // never leave peers hanging
+    // Never leave peers hanging -- except after a preemption, which every rank agreed on.
+    if (rc != 0 && rc != kRequeueExitCode && launch->world_size > 1) parallel::Launcher::AbortJob(rc);
     if (!fin.ok()) return Fail(fin);
     return rc;
   }
@@ -240,6 +255,9 @@ int RunTrain(const parallel::Launch& launch, const std::string& recipe_path,
       if (launch.rank == 0) std::cout << trainer::RecipeToYaml(*recipe);
       return 0;
     }
+    // Every collective from here on is timed (process group creation included).
+    if (launch.world_size > 1)
+      parallel::CollectiveWatchdog::Global().Configure(recipe->parallel.collective_timeout_s, launch.rank);
     // The layout is checked against the world size before any collective.
     auto grid = trainer::ResolveLayout(*recipe, launch.world_size);
     if (!grid.ok()) return Fail(grid.status());
@@ -253,6 +271,7 @@ int RunTrain(const parallel::Launch& launch, const std::string& recipe_path,
     std::signal(SIGINT, OnSigint);
     trainer::TrainOptions opts;
     opts.stop = &g_stop;
+    opts.preempt = &g_preempt;
     opts.dry_run = dry_run;
     opts.groups = groups.get();
     opts.dump_params_dir = dump_params;
@@ -265,6 +284,7 @@ int RunTrain(const parallel::Launch& launch, const std::string& recipe_path,
                   recipe->sample.temperature);
       for (const std::string& s : result->samples) std::printf("--- %s\n", s.c_str());
     }
+    if (result->preempted && result->preempt_saved) return kRequeueExitCode;
     return result->interrupted ? 130 : 0;
   }
 }

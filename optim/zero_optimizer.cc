@@ -1,9 +1,11 @@
 #include "optim/zero_optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "core/phase_timer.h"
+#include "core/status.h"
 #include "kernels/adamw.h"
 #include "kernels/cast.h"
 #include "kernels/elementwise.h"
@@ -370,6 +372,33 @@ std::vector<typename ZeroOptimizer<T>::UnitState> ZeroOptimizer<T>::Units() {
                    m_ + u.shard, v_ + u.shard, &u.step});
   }
   return out;
+}
+
+template <typename T>
+int64_t ZeroOptimizer<T>::FirstNonFiniteGradientTensor() const {
+  const std::vector<model::ParamSpec>& specs = model_->table().specs();
+  int64_t first = -1;
+  // The same element ranges as the norm in Step: this rank's chunk of every active unit.
+  for (const Unit& u : units_) {
+    if (!u.active) continue;
+    const model::ParamUnit& pu = U(u);
+    const int64_t begin = u.rank * pu.chunk(), end = begin + pu.chunk();
+    const T* g = GradChunk(u);
+    for (const model::ParamUnit::Tensor& t : pu.tensors) {
+      const int64_t index = t.spec - specs.data();
+      MT_CHECK_MSG(index >= 0 && index < static_cast<int64_t>(specs.size()),
+                   "parameter unit tensor ", t.spec->name, " is not in the model's table");
+      if (first >= 0 && index >= first) continue;
+      const int64_t a = std::max(begin, t.offset), b = std::min(end, t.offset + t.numel);
+      for (int64_t i = a; i < b; ++i) {
+        if (!std::isfinite(static_cast<double>(g[i - begin]))) {
+          first = index;
+          break;
+        }
+      }
+    }
+  }
+  return first;
 }
 
 template class ZeroOptimizer<float>;

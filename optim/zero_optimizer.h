@@ -90,6 +90,11 @@ class ZeroOptimizer : public model::LayerHooks {
   void InitFromSeed(uint64_t seed);
   void BeginStep();
   absl::StatusOr<ZeroStepStats> Step(double lr, double loss_scale = 1.0);
+  // After a Step that was skipped (and before the next BeginStep): the smallest model->table()
+  // index of a tensor whose gradient, as this rank holds it after synchronisation (its chunk from
+  // stage 1 on), has a NaN or Inf element; -1 when this rank holds none. Local, no communication:
+  // the caller min-reduces over the world to name the first bad tensor of the whole model.
+  int64_t FirstNonFiniteGradientTensor() const;
 
   // Makes group g's compute copy resident in the model (stage 3: gathers it; otherwise a no-op).
   // Collective over dp/edp. For reading parameters outside the step (sampling, export).

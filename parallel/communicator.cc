@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_format.h"
 #include "core/status.h"
+#include "parallel/collective_watchdog.h"
 
 namespace moetrain::parallel {
 namespace {
@@ -171,7 +172,10 @@ absl::Status Communicator::CheckAllToAllV(const void* send, absl::Span<const int
 absl::Status Communicator::AllReduce(const void* send, void* recv, int64_t count, DType dtype,
                                      ReduceOp op) {
   RETURN_IF_ERROR(CheckAllReduce(send, recv, count, dtype));
-  RETURN_IF_ERROR(DoAllReduce(send, recv, count, dtype, op));
+  {
+    auto watch = CollectiveWatchdog::Global().Begin("AllReduce", name_);
+    RETURN_IF_ERROR(DoAllReduce(send, recv, count, dtype, op));
+  }
   const int64_t s = count * static_cast<int64_t>(DTypeSize(dtype));
   Count(counters_.all_reduce, s, 2 * (size_ - 1) * s / size_);
   return absl::OkStatus();
@@ -180,7 +184,10 @@ absl::Status Communicator::AllReduce(const void* send, void* recv, int64_t count
 absl::Status Communicator::ReduceScatter(const void* send, void* recv, int64_t recv_count,
                                          DType dtype, ReduceOp op) {
   RETURN_IF_ERROR(CheckReduceScatter(send, recv, recv_count, dtype));
-  RETURN_IF_ERROR(DoReduceScatter(send, recv, recv_count, dtype, op));
+  {
+    auto watch = CollectiveWatchdog::Global().Begin("ReduceScatter", name_);
+    RETURN_IF_ERROR(DoReduceScatter(send, recv, recv_count, dtype, op));
+  }
   const int64_t chunk = recv_count * static_cast<int64_t>(DTypeSize(dtype));
   Count(counters_.reduce_scatter, chunk * size_, chunk * (size_ - 1));
   return absl::OkStatus();
@@ -189,7 +196,10 @@ absl::Status Communicator::ReduceScatter(const void* send, void* recv, int64_t r
 absl::Status Communicator::AllGather(const void* send, void* recv, int64_t send_count,
                                      DType dtype) {
   RETURN_IF_ERROR(CheckAllGather(send, recv, send_count, dtype));
-  RETURN_IF_ERROR(DoAllGather(send, recv, send_count, dtype));
+  {
+    auto watch = CollectiveWatchdog::Global().Begin("AllGather", name_);
+    RETURN_IF_ERROR(DoAllGather(send, recv, send_count, dtype));
+  }
   const int64_t chunk = send_count * static_cast<int64_t>(DTypeSize(dtype));
   Count(counters_.all_gather, chunk * size_, chunk * (size_ - 1));
   return absl::OkStatus();
@@ -213,8 +223,11 @@ absl::Status Communicator::AllToAllV(const void* send, absl::Span<const int64_t>
                                      absl::Span<const int64_t> recv_displs, DType dtype) {
   RETURN_IF_ERROR(
       CheckAllToAllV(send, send_counts, send_displs, recv, recv_counts, recv_displs, dtype));
-  RETURN_IF_ERROR(
-      DoAllToAllV(send, send_counts, send_displs, recv, recv_counts, recv_displs, dtype));
+  {
+    auto watch = CollectiveWatchdog::Global().Begin("AllToAllV", name_);
+    RETURN_IF_ERROR(
+        DoAllToAllV(send, send_counts, send_displs, recv, recv_counts, recv_displs, dtype));
+  }
   int64_t payload, bus;
   AllToAllBytes(send_counts, rank_, static_cast<int64_t>(DTypeSize(dtype)), &payload, &bus);
   Count(counters_.all_to_all_v, payload, bus);
@@ -229,7 +242,10 @@ absl::Status Communicator::Broadcast(void* buffer, int64_t count, DType dtype, i
     return absl::InvalidArgumentError(
         absl::StrFormat("Broadcast: root=%d outside the group of size %d", root, size_));
   }
-  RETURN_IF_ERROR(DoBroadcast(buffer, count, dtype, root));
+  {
+    auto watch = CollectiveWatchdog::Global().Begin("Broadcast", name_);
+    RETURN_IF_ERROR(DoBroadcast(buffer, count, dtype, root));
+  }
   Count(counters_.broadcast, s, size_ > 1 ? s : 0);
   return absl::OkStatus();
 }
@@ -239,6 +255,7 @@ absl::StatusOr<std::unique_ptr<Communicator>> Communicator::Split(int color, int
     return absl::InvalidArgumentError(
         absl::StrFormat("Split: color=%d must be >= 0 (every rank joins a subgroup)", color));
   }
+  auto watch = CollectiveWatchdog::Global().Begin("Split", name_);
   return DoSplit(color, key);
 }
 
@@ -248,7 +265,10 @@ absl::StatusOr<std::unique_ptr<Communicator>> Communicator::DoSplit(int, int) {
 }
 
 absl::Status Communicator::Barrier() {
-  RETURN_IF_ERROR(DoBarrier());
+  {
+    auto watch = CollectiveWatchdog::Global().Begin("Barrier", name_);
+    RETURN_IF_ERROR(DoBarrier());
+  }
   Count(counters_.barrier, 0, 0);
   return absl::OkStatus();
 }
@@ -256,13 +276,36 @@ absl::Status Communicator::Barrier() {
 // ---- non-blocking
 // ---------------------------------------------------------------------------------
 
+namespace {
+// Times the Wait of an in-flight operation (issuing it does not block).
+class WatchedWait : public CommHandle::Impl {
+ public:
+  WatchedWait(CommHandle inner, const char* collective, std::string group)
+      : inner_(std::move(inner)), collective_(collective), group_(std::move(group)) {}
+  absl::Status Wait() override {
+    auto watch = CollectiveWatchdog::Global().Begin(collective_, group_);
+    return inner_.Wait();
+  }
+
+ private:
+  CommHandle inner_;
+  const char* collective_;
+  std::string group_;
+};
+}  // namespace
+
+CommHandle Communicator::Watched(CommHandle handle, const char* collective) const {
+  if (!handle.pending()) return handle;
+  return CommHandle(std::make_unique<WatchedWait>(std::move(handle), collective, name_));
+}
+
 absl::StatusOr<CommHandle> Communicator::IAllReduce(const void* send, void* recv, int64_t count,
                                                     DType dtype, ReduceOp op) {
   RETURN_IF_ERROR(CheckAllReduce(send, recv, count, dtype));
   ASSIGN_OR_RETURN(CommHandle handle, DoIAllReduce(send, recv, count, dtype, op));
   const int64_t s = count * static_cast<int64_t>(DTypeSize(dtype));
   Count(counters_.all_reduce, s, 2 * (size_ - 1) * s / size_);
-  return handle;
+  return Watched(std::move(handle), "IAllReduce");
 }
 
 absl::StatusOr<CommHandle> Communicator::IReduceScatter(const void* send, void* recv,
@@ -272,7 +315,7 @@ absl::StatusOr<CommHandle> Communicator::IReduceScatter(const void* send, void* 
   ASSIGN_OR_RETURN(CommHandle handle, DoIReduceScatter(send, recv, recv_count, dtype, op));
   const int64_t chunk = recv_count * static_cast<int64_t>(DTypeSize(dtype));
   Count(counters_.reduce_scatter, chunk * size_, chunk * (size_ - 1));
-  return handle;
+  return Watched(std::move(handle), "IReduceScatter");
 }
 
 absl::StatusOr<CommHandle> Communicator::IAllGather(const void* send, void* recv,
@@ -281,7 +324,7 @@ absl::StatusOr<CommHandle> Communicator::IAllGather(const void* send, void* recv
   ASSIGN_OR_RETURN(CommHandle handle, DoIAllGather(send, recv, send_count, dtype));
   const int64_t chunk = send_count * static_cast<int64_t>(DTypeSize(dtype));
   Count(counters_.all_gather, chunk * size_, chunk * (size_ - 1));
-  return handle;
+  return Watched(std::move(handle), "IAllGather");
 }
 
 absl::StatusOr<CommHandle> Communicator::IAllToAllV(
@@ -295,7 +338,7 @@ absl::StatusOr<CommHandle> Communicator::IAllToAllV(
   int64_t payload, bus;
   AllToAllBytes(send_counts, rank_, static_cast<int64_t>(DTypeSize(dtype)), &payload, &bus);
   Count(counters_.all_to_all_v, payload, bus);
-  return handle;
+  return Watched(std::move(handle), "IAllToAllV");
 }
 
 }  // namespace moetrain::parallel

@@ -32,12 +32,15 @@
 //
 // Ownership: a Communicator owns its backend handle (MPI_Comm, ncclComm_t); ProcessGroups owns the
 // communicators of a training run. Not copyable, not movable (layers keep references).
+// Watchdog: every blocking call, Split and the Wait of a non-blocking call is timed by
+// CollectiveWatchdog::Global() under name() (collective_watchdog.h; off unless configured).
 // Thread-safety: not thread-safe. Call every method from the thread that initialised MPI
 // (MPI_THREAD_FUNNELED); different communicators need no locking between them.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -63,6 +66,9 @@ class Communicator {
   int size() const { return size_; }
   virtual const char* backend() const = 0;  // "mpi", "local", "nccl"
   virtual MemorySpace memory_space() const = 0;
+  // The group's name in watchdog messages ("world", "dp", ...); "unnamed" unless set.
+  const std::string& name() const { return name_; }
+  void set_name(std::string name) { name_ = std::move(name); }
 
   // recv[i] = op over ranks of send[i], i in [0, count). send (count,), recv (count,).
   absl::Status AllReduce(const void* send, void* recv, int64_t count, DType dtype,
@@ -154,8 +160,12 @@ class Communicator {
                               absl::Span<const int64_t> recv_displs, DType dtype) const;
   void Count(CollectiveCounter& counter, int64_t payload_bytes, int64_t bus_bytes);
 
+  // A non-blocking call's handle whose Wait is timed by the watchdog (pending handles only).
+  CommHandle Watched(CommHandle handle, const char* collective) const;
+
   int rank_;
   int size_;
+  std::string name_ = "unnamed";
   CommCounters counters_;
 };
 

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_format.h"
 #include "core/status.h"
+#include "parallel/collective_watchdog.h"
 #include "parallel/local_communicator.h"
 #include "parallel/mpi_check.h"
 #include "parallel/mpi_communicator.h"
@@ -30,8 +31,11 @@ void Add(CommCounters& into, const CommCounters& c) {
 absl::StatusOr<std::unique_ptr<Communicator>> Split(MPI_Comm parent, const RankGrid& grid,
                                                     GroupKind kind, int rank) {
   MPI_Comm comm = MPI_COMM_NULL;
-  MPI_RETURN_IF_ERROR(
-      MPI_Comm_split(parent, grid.GroupIndex(kind, rank), grid.RankInGroup(kind, rank), &comm));
+  {
+    auto watch = CollectiveWatchdog::Global().Begin("Split", "world");
+    MPI_RETURN_IF_ERROR(
+        MPI_Comm_split(parent, grid.GroupIndex(kind, rank), grid.RankInGroup(kind, rank), &comm));
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<MpiCommunicator> c,
                    MpiCommunicator::Create(comm, /*owned=*/true));
   if (c->size() != grid.GroupSize(kind) || c->rank() != grid.RankInGroup(kind, rank)) {
@@ -62,10 +66,14 @@ absl::StatusOr<ProcessGroups> ProcessGroups::Create(const Launch& launch, const 
     groups.dp_ = std::make_unique<LocalCommunicator>();
     groups.ep_ = std::make_unique<LocalCommunicator>();
     groups.edp_ = std::make_unique<LocalCommunicator>();
+    groups.NameGroups();
     return groups;
   }
   MPI_Comm world = MPI_COMM_NULL;
-  MPI_RETURN_IF_ERROR(MPI_Comm_dup(MPI_COMM_WORLD, &world));
+  {
+    auto watch = CollectiveWatchdog::Global().Begin("Dup", "world");
+    MPI_RETURN_IF_ERROR(MPI_Comm_dup(MPI_COMM_WORLD, &world));
+  }
   ASSIGN_OR_RETURN(groups.world_, MpiCommunicator::Create(world, /*owned=*/true));
   if (groups.world_->rank() != launch.rank) {
     return absl::InternalError(absl::StrFormat(
@@ -75,7 +83,14 @@ absl::StatusOr<ProcessGroups> ProcessGroups::Create(const Launch& launch, const 
   ASSIGN_OR_RETURN(groups.dp_, Split(world, grid, GroupKind::kDp, launch.rank));
   ASSIGN_OR_RETURN(groups.ep_, Split(world, grid, GroupKind::kEp, launch.rank));
   ASSIGN_OR_RETURN(groups.edp_, Split(world, grid, GroupKind::kEdp, launch.rank));
+  groups.NameGroups();
   return groups;
+}
+
+void ProcessGroups::NameGroups() {
+  world_->set_name("world");
+  for (GroupKind kind : {GroupKind::kTp, GroupKind::kDp, GroupKind::kEp, GroupKind::kEdp})
+    Get(kind).set_name(GroupKindName(kind));
 }
 
 Communicator& ProcessGroups::Get(GroupKind kind) {

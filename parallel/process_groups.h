@@ -53,6 +53,7 @@ class ProcessGroups {
 
  private:
   ProcessGroups(const RankGrid& grid, int rank) : grid_(grid), coords_(grid.Coords(rank)) {}
+  void NameGroups();  // "world", "tp", "dp", "ep", "edp" (watchdog messages)
 
   RankGrid grid_;
   RankCoords coords_;

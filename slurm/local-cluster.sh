@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts (or stops) a one-node SLURM cluster on this machine for tests and local use, following
-# the checked recipe in docs/slurm.md. Needs root, munge and slurm-wlm (scripts/install-deps.sh).
+# the checked recipe in slurm/README.md. Needs root, munge and slurm-wlm (scripts/install-deps.sh).
 # Usage: slurm/local-cluster.sh start RUN_DIR | stop RUN_DIR
 set -euo pipefail
 cmd=$1 RUN=$2
@@ -31,6 +31,8 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SchedulerType=sched/backfill
+SchedulerParameters=sched_interval=5,bf_interval=5
+JobRequeue=1
 ReturnToService=2
 KillWait=10
 InactiveLimit=0
@@ -53,5 +55,12 @@ CONF
   for _ in $(seq 1 100); do sinfo -h -o %T 2>/dev/null | grep -q idle && exit 0; sleep 0.1; done
   echo "local-cluster: node did not become idle; logs in $RUN/log" >&2; exit 1 ;;
 stop)
-  for f in "$RUN"/slurmd.pid "$RUN"/slurmctld.pid; do [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done ;;
+  pids=()
+  for f in "$RUN"/slurmd.pid "$RUN"/slurmctld.pid; do [ -s "$f" ] && pids+=("$(cat "$f")"); done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  # The daemons save state as they exit: wait (up to 10 s) so RUN can be removed afterwards.
+  for _ in $(seq 1 100); do
+    alive=0; for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive -eq 0 ] && break; sleep 0.1
+  done ;;
 esac

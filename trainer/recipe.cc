@@ -575,6 +575,7 @@ KeySpec RecipeSchema(Recipe* r) {
                           NumberKey("eps", &r->optim.eps),
                           NumberKey("weight_decay", &r->optim.weight_decay),
                           NumberKey("grad_clip", &r->optim.grad_clip),
+                          IntKey("max_consecutive_skips", &r->optim.max_consecutive_skips),
                       }),
               Section("schedule",
                       {
@@ -599,6 +600,7 @@ KeySpec RecipeSchema(Recipe* r) {
                                   {EpDispatch::kFlat, EpDispatch::kHierarchical}, &EpDispatchName),
                           IntKey("ranks_per_node", &r->parallel.ranks_per_node),
                           IntKey("zero_stage", &r->parallel.zero_stage),
+                          NumberKey("collective_timeout_s", &r->parallel.collective_timeout_s),
                       }),
               EnumKey("precision", &r->precision,
                       {Precision::kFp32, Precision::kBf16, Precision::kFp16}, &PrecisionName),
@@ -858,6 +860,9 @@ class Validator {
     if (!(o.grad_clip >= 0))
       Fail("optim.grad_clip",
            absl::StrCat("must be >= 0 (0 = off), got ", FormatNumber(o.grad_clip)));
+    if (o.max_consecutive_skips < 0)
+      Fail("optim.max_consecutive_skips",
+           absl::StrCat("must be >= 0 (0 = never abort), got ", o.max_consecutive_skips));
   }
 
   void CheckSchedule() {
@@ -910,6 +915,9 @@ class Validator {
            absl::StrCat("must be >= 0 (0 = from hostnames), got ", p.ranks_per_node));
     if (p.zero_stage < 0 || p.zero_stage > 3)
       Fail("parallel.zero_stage", absl::StrCat("must be 0, 1, 2 or 3, got ", p.zero_stage));
+    if (!(p.collective_timeout_s >= 0) || !std::isfinite(p.collective_timeout_s))
+      Fail("parallel.collective_timeout_s",
+           absl::StrCat("must be >= 0 seconds (0 = off), got ", FormatNumber(p.collective_timeout_s)));
   }
 
   // The same rules as optim::ValidateLossScalerConfig, reported with the recipe's locations.

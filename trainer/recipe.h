@@ -133,6 +133,9 @@ struct OptimConfig {
   double eps = 1e-8;                          // > 0
   double weight_decay = 0.1;                  // >= 0 (decoupled, AdamW)
   double grad_clip = 1.0;                     // max global gradient L2 norm; >= 0, 0 = off
+  // Abort the run after this many consecutive steps skipped for a non-finite gradient (bf16/fp32;
+  // fp16 only once the loss scale sits at loss_scale.min); >= 0, 0 = never (docs/faults.md).
+  int64_t max_consecutive_skips = 5;
 };
 
 struct BatchConfig {
@@ -183,6 +186,9 @@ struct ParallelConfig {
   int64_t ranks_per_node = 0;              // 0 = from hostnames; > 0 forms "nodes" of that many ranks
   int64_t zero_stage = 0;                  // ZeRO: 0 off, 1 optimizer state, 2 + gradients,
                                            // 3 + parameters sharded over dp (experts over edp)
+  // A collective that blocks longer than this ends the job (parallel/collective_watchdog.h);
+  // >= 0, 0 = off.
+  double collective_timeout_s = 600;
 };
 
 // Knowledge distillation from a frozen teacher (mode: distill; docs/distill.md). Loss =

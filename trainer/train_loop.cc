@@ -24,6 +24,7 @@
 #include "trainer/distill_teacher.h"
 #include "trainer/memory_plan.h"
 #include "trainer/metrics.h"
+#include "trainer/nonfinite_guard.h"
 #include "trainer/train_snapshot.h"
 #include "trainer/finetune.h"
 #include "trainer/train_data.h"
@@ -389,6 +390,7 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   };
 
   const int64_t total_steps = recipe.schedule.total_steps;
+  NonFiniteGuard nonfinite_guard(recipe.optim.max_consecutive_skips);
   const auto run_start = Clock::now();
   auto window_start = run_start;
   int64_t window_tokens = 0;
@@ -429,6 +431,11 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
     } else if (!RouterFrozen(recipe)) {  // a frozen router keeps its aux-loss-free bias too
       model->UpdateRouterBias();
     }
+    // A diverged run (K counted skips in a row) stops here, naming the first bad tensor.
+    if (nonfinite_guard.Record(st.skipped, loss_scale, scaler))
+      return NonFiniteAbortError(*optimizer, model->table(),
+                                 groups != nullptr ? &groups->world() : nullptr, step + 1,
+                                 nonfinite_guard.consecutive());
     RETURN_IF_ERROR(poll_commit());
     window_tokens += A * B * S * dp;  // global tokens
     result.steps_done = step + 1;
@@ -474,12 +481,17 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
     }
     // Ranks stop together: one rank's Ctrl-C (or all of them, from a terminal) ends the run at the
     // same step everywhere.
+    // 1 = stop (Ctrl-C), 2 = preempted (SIGUSR1/SIGTERM); the max over ranks wins.
     double stop_flag = options.stop != nullptr && options.stop->load() ? 1.0 : 0.0;
+    if (options.preempt != nullptr && options.preempt->load()) stop_flag = 2.0;
     if (groups != nullptr)
       RETURN_IF_ERROR(groups->world().AllReduce(&stop_flag, &stop_flag, 1, DType::kF64,
                                                 parallel::ReduceOp::kMax));
     const bool stopping = stop_flag > 0;
-    if (snapshots && ((step + 1) % recipe.checkpoint.every_steps == 0 || last || stopping) &&
+    const bool preempted = stop_flag > 1;
+    // A preemption saves whenever there is a checkpoint.dir, so the requeued job resumes here.
+    if (((snapshots && ((step + 1) % recipe.checkpoint.every_steps == 0 || last || stopping)) ||
+         (preempted && !recipe.checkpoint.dir.empty())) &&
         last_saved != step + 1)
       RETURN_IF_ERROR(save(step + 1));
     if (!stopping && !last && recipe.eval.every_steps > 0 && (step + 1) % recipe.eval.every_steps == 0) {
@@ -495,6 +507,12 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
       MT_LOG(WARNING) << "interrupted: stopped cleanly after step " << step + 1 << " of " << total_steps;
       metrics.Write({{"event", "interrupted"}, {"step", step + 1}});
       RETURN_IF_ERROR(commit());
+      result.preempted = preempted;
+      result.preempt_saved = preempted && last_saved == step + 1;
+      if (preempted)
+        MT_LOG(WARNING) << "preempted after step " << step + 1
+                        << (result.preempt_saved ? "; snapshot saved under " + recipe.checkpoint.dir
+                                                 : "; NOTHING SAVED (checkpoint.dir is empty)");
       return result;
     }
   }

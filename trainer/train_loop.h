@@ -23,6 +23,10 @@ namespace moetrain::trainer {
 
 struct TrainOptions {
   const std::atomic<bool>* stop = nullptr;  // checked after every step
+  // Preemption (SIGUSR1 / SIGTERM under SLURM): like `stop`, and a snapshot is written to
+  // checkpoint.dir even when checkpoint.every_steps is 0; result.preempted tells the caller to exit
+  // with the requeue code (slurm/README.md).
+  const std::atomic<bool>* preempt = nullptr;
   bool dry_run = false;                     // plan and report memory, do not train
   // The process groups of a multi-rank run (built from trainer::ResolveLayout); nullptr = a world
   // of one. Every rank of the world calls RunTraining with the same recipe.
@@ -42,6 +46,8 @@ struct TrainOptions {
 struct TrainResult {
   int64_t steps_done = 0;
   bool interrupted = false;
+  bool preempted = false;  // interrupted by `preempt` on some rank (same on every rank)
+  bool preempt_saved = false;  // ... and the snapshot of the last step is complete
   double final_train_loss = 0;
   double final_val_loss = 0;
   double unigram_val_loss = 0;

@@ -155,6 +155,7 @@ void ExpectSameRecipe(const Recipe& a, const Recipe& b) {
   EXPECT_EQ(a.optim.eps, b.optim.eps);
   EXPECT_EQ(a.optim.weight_decay, b.optim.weight_decay);
   EXPECT_EQ(a.optim.grad_clip, b.optim.grad_clip);
+  EXPECT_EQ(a.optim.max_consecutive_skips, b.optim.max_consecutive_skips);
   EXPECT_EQ(a.schedule.warmup_steps, b.schedule.warmup_steps);
   EXPECT_EQ(a.schedule.decay, b.schedule.decay);
   EXPECT_EQ(a.schedule.min_lr, b.schedule.min_lr);
@@ -183,6 +184,7 @@ void ExpectSameRecipe(const Recipe& a, const Recipe& b) {
   EXPECT_EQ(a.parallel.ep_dispatch, b.parallel.ep_dispatch);
   EXPECT_EQ(a.parallel.ranks_per_node, b.parallel.ranks_per_node);
   EXPECT_EQ(a.parallel.zero_stage, b.parallel.zero_stage);
+  EXPECT_EQ(a.parallel.collective_timeout_s, b.parallel.collective_timeout_s);
   EXPECT_EQ(a.loss_scale.initial, b.loss_scale.initial);
   EXPECT_EQ(a.loss_scale.growth_factor, b.loss_scale.growth_factor);
   EXPECT_EQ(a.loss_scale.backoff_factor, b.loss_scale.backoff_factor);
@@ -507,6 +509,20 @@ TEST(RecipeTest, ZeroStage) {
               HasSubstr("r.yaml:5:15: parallel.zero_stage: must be 0, 1, 2 or 3, got 4"));
   EXPECT_THAT(ParseError(WithData("parallel:\n  zero_stage: -1\n")),
               HasSubstr("r.yaml:5:15: parallel.zero_stage: must be 0, 1, 2 or 3, got -1"));
+}
+
+TEST(RecipeTest, FaultHandlingKeys) {
+  const Recipe d = ParseOk(WithData(""));
+  EXPECT_EQ(d.optim.max_consecutive_skips, OptimConfig().max_consecutive_skips);
+  EXPECT_EQ(d.parallel.collective_timeout_s, ParallelConfig().collective_timeout_s);
+  const Recipe r = ParseOk(WithData("optim:\n  max_consecutive_skips: 0\n"
+                                    "parallel:\n  collective_timeout_s: 2.5\n"));
+  EXPECT_EQ(r.optim.max_consecutive_skips, 0);
+  EXPECT_EQ(r.parallel.collective_timeout_s, 2.5);
+  EXPECT_THAT(ParseError(WithData("optim:\n  max_consecutive_skips: -1\n")),
+              HasSubstr("r.yaml:5:26: optim.max_consecutive_skips: must be >= 0 (0 = never abort), got -1"));
+  EXPECT_THAT(ParseError(WithData("parallel:\n  collective_timeout_s: -3\n")),
+              HasSubstr("r.yaml:5:25: parallel.collective_timeout_s: must be >= 0 seconds (0 = off), got -3"));
 }
 
 TEST(RecipeTest, LossScale) {
