@@ -86,6 +86,7 @@ absl::StatusOr<std::unique_ptr<ZeroOptimizer<T>>> ZeroOptimizer<T>::Create(
   z->m_ = z->state_.Get("m").template as<T>();
   z->v_ = z->state_.Get("v").template as<T>();
   if (z->stage_ >= 1) z->grad_shard_ = z->state_.Get("grad_shard").template as<T>();
+  z->unit_sumsq_.assign(z->units_.size(), 0.0);
   z->resident_version_.assign(groups.size(), 0);
   z->buffer_holder_.assign(2, -1);
   z->pending_.resize(groups.size());
@@ -297,21 +298,30 @@ absl::StatusOr<ZeroStepStats> ZeroOptimizer<T>::Step(double lr, double loss_scal
   // not split over tp are replicated over it: their squares are divided by the replica count.
   ph.Next("zero.grad_norm");
   const int tp = comms_.tp != nullptr ? comms_.tp->size() : 1;
-  double sumsq = 0;
-  for (const Unit& u : units_) {
-    if (!u.active) continue;
-    const model::ParamUnit& pu = U(u);
-    const int64_t begin = u.rank * pu.chunk(), end = begin + pu.chunk();
-    const T* g = GradChunk(u);
-    const double replicas = stage_ == 0 && u.comm != nullptr ? u.comm->size() : 1;
-    for (size_t ti = 0; ti < pu.tensors.size(); ++ti) {
-      const model::ParamUnit::Tensor& t = pu.tensors[ti];
-      const int64_t a = std::max(begin, t.offset), b = std::min(end, t.offset + t.numel);
-      if (a >= b || u.lr_mult[ti] == 0) continue;  // frozen tensors do not count
-      const double rep = replicas * (t.spec->IsTpSplit(tp) ? 1 : tp);
-      sumsq += kernels::SumSquares(g + (a - begin), b - a) / rep;
+  // Each unit's sum of squares is sequential on one thread; the partials are added in unit order:
+  // the same bits for any number of threads.
+  const int64_t num_units = static_cast<int64_t>(units_.size());
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t i = 0; i < num_units; ++i) {
+    const Unit& u = units_[i];
+    double s = 0;
+    if (u.active) {
+      const model::ParamUnit& pu = U(u);
+      const int64_t begin = u.rank * pu.chunk(), end = begin + pu.chunk();
+      const T* g = GradChunk(u);
+      const double replicas = stage_ == 0 && u.comm != nullptr ? u.comm->size() : 1;
+      for (size_t ti = 0; ti < pu.tensors.size(); ++ti) {
+        const model::ParamUnit::Tensor& t = pu.tensors[ti];
+        const int64_t a = std::max(begin, t.offset), b = std::min(end, t.offset + t.numel);
+        if (a >= b || u.lr_mult[ti] == 0) continue;  // frozen tensors do not count
+        const double rep = replicas * (t.spec->IsTpSplit(tp) ? 1 : tp);
+        s += kernels::SumSquares(g + (a - begin), b - a) / rep;
+      }
     }
+    unit_sumsq_[i] = s;
   }
+  double sumsq = 0;
+  for (double s : unit_sumsq_) sumsq += s;
   if (comms_.world != nullptr && comms_.world->size() > 1)
     RETURN_IF_ERROR(comms_.world->AllReduce(&sumsq, &sumsq, 1, DType::kF64));
   stats.grad_norm = std::sqrt(sumsq) / loss_scale;

@@ -154,6 +154,7 @@ class ZeroOptimizer : public model::LayerHooks {
   Arena state_;
   T *master_ = nullptr, *m_ = nullptr, *v_ = nullptr, *grad_shard_ = nullptr;
   std::vector<Unit> units_;
+  std::vector<double> unit_sumsq_;  // per unit, planned at Create (the norm's partials)
   std::vector<std::vector<int>> units_of_group_;
   // Stage 3 residency: which (group, version) each group's buffer holds; gathers in flight.
   int64_t version_ = 1;
