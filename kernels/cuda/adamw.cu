@@ -1,7 +1,6 @@
-#include "kernels/cuda/adamw.cuh"
-
 #include <cmath>
 
+#include "kernels/cuda/adamw.cuh"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/dtype_dispatch.cuh"
 
@@ -24,8 +23,8 @@ struct AdamWBatch {  // passed by value: 32 * 48 bytes, under the 4 KB kernel-ar
 };
 
 template <typename G>
-__global__ void AdamWMultiKernel(AdamWBatch batch, float b1, float b2, float lr, float eps, float wd,
-                                 float grad_scale) {
+__global__ void AdamWMultiKernel(AdamWBatch batch, float b1, float b2, float lr, float eps,
+                                 float wd, float grad_scale) {
   const AdamWSlot& s = batch.slot[blockIdx.y];
   const G* grad = static_cast<const G*>(s.grad);
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < s.n;
@@ -44,7 +43,8 @@ __global__ void AdamWMultiKernel(AdamWBatch batch, float b1, float b2, float lr,
 // ---- launcher ----
 
 absl::Status AdamWMultiStep(const std::vector<AdamWTensor>& tensors, DType grad_dtype,
-                            const kernels::AdamWHyper& hyper, float grad_scale, cudaStream_t stream) {
+                            const kernels::AdamWHyper& hyper, float grad_scale,
+                            cudaStream_t stream) {
   std::vector<AdamWSlot> slots;
   int64_t max_n = 0;
   for (size_t k = 0; k < tensors.size(); ++k) {
@@ -54,8 +54,8 @@ absl::Status AdamWMultiStep(const std::vector<AdamWTensor>& tensors, DType grad_
       return absl::InvalidArgumentError(
           absl::StrFormat("cuda::AdamWMultiStep: tensor %d has step %d (must be >= 1)", k, t.step));
     if (!t.param || !t.m || !t.v || !t.grad)
-      return absl::InvalidArgumentError(
-          absl::StrFormat("cuda::AdamWMultiStep: tensor %d of %d elements has a null pointer", k, t.n));
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "cuda::AdamWMultiStep: tensor %d of %d elements has a null pointer", k, t.n));
     // Bias corrections in double on the host, as the CPU kernel does.
     const double bc1 = 1.0 - std::pow(hyper.beta1, static_cast<double>(t.step));
     const double bc2 = 1.0 - std::pow(hyper.beta2, static_cast<double>(t.step));
@@ -71,10 +71,11 @@ absl::Status AdamWMultiStep(const std::vector<AdamWTensor>& tensors, DType grad_
       AdamWBatch batch{};
       const size_t count = std::min<size_t>(kTensorsPerLaunch, slots.size() - first);
       for (size_t k = 0; k < count; ++k) batch.slot[k] = slots[first + k];
-      AdamWMultiKernel<G><<<dim3(blocks_x, static_cast<unsigned>(count)), kBlockThreads, 0, stream>>>(
-          batch, static_cast<float>(hyper.beta1), static_cast<float>(hyper.beta2),
-          static_cast<float>(hyper.lr), static_cast<float>(hyper.eps),
-          static_cast<float>(hyper.weight_decay), grad_scale);
+      AdamWMultiKernel<G>
+          <<<dim3(blocks_x, static_cast<unsigned>(count)), kBlockThreads, 0, stream>>>(
+              batch, static_cast<float>(hyper.beta1), static_cast<float>(hyper.beta2),
+              static_cast<float>(hyper.lr), static_cast<float>(hyper.eps),
+              static_cast<float>(hyper.weight_decay), grad_scale);
       CUDA_RETURN_IF_LAUNCH_ERROR();
     }
     return absl::OkStatus();

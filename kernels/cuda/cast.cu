@@ -1,7 +1,6 @@
 // See kernels/cpu/cast.cc for the derivation of the bit arithmetic (kept identical so CPU and GPU
 // round bit for bit).
 #include "kernels/cuda/cast.cuh"
-
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/dtype_dispatch.cuh"
 

@@ -6,14 +6,14 @@
 // NaN -> the same quiet NaN). kF32 copies. Another dtype: InvalidArgument.
 //
 // MarkNonFinite sets *flag = 1 (device memory) when any element of x(n) of `dtype` storage
-// (f32/bf16/f16) is inf or NaN, and never clears it: zero the flag once, check every gradient tensor,
-// then read one value on the host (the single synchronisation the loss scaler needs).
-// All calls are asynchronous on `stream`.
+// (f32/bf16/f16) is inf or NaN, and never clears it: zero the flag once, check every gradient
+// tensor, then read one value on the host (the single synchronisation the loss scaler needs). All
+// calls are asynchronous on `stream`.
 #pragma once
 
-#include <cstdint>
-
 #include <cuda_runtime.h>
+
+#include <cstdint>
 
 #include "core/dtype.h"
 #include "core/status.h"

@@ -1,5 +1,4 @@
 #include "kernels/cuda/cross_entropy.cuh"
-
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/dtype_dispatch.cuh"
 
@@ -29,10 +28,11 @@ __global__ void CrossEntropyForwardKernel(float* losses, float* lse, const T* lo
     losses[row] = (t >= 0 && t < v) ? l - LoadF(z, t) : NAN;
 }
 
-absl::Status CrossEntropyForward(float* losses, float* lse, const void* logits, const int32_t* targets,
-                                 int64_t n, int64_t v, int32_t ignore_index, DType dtype,
-                                 cudaStream_t stream) {
-  if (v <= 0) return absl::InvalidArgumentError(absl::StrFormat("cuda::CrossEntropyForward: V = %d", v));
+absl::Status CrossEntropyForward(float* losses, float* lse, const void* logits,
+                                 const int32_t* targets, int64_t n, int64_t v, int32_t ignore_index,
+                                 DType dtype, cudaStream_t stream) {
+  if (v <= 0)
+    return absl::InvalidArgumentError(absl::StrFormat("cuda::CrossEntropyForward: V = %d", v));
   if (n == 0) return absl::OkStatus();
   return DispatchStorage(dtype, "CrossEntropyForward", [&](auto t) -> absl::Status {
     using T = decltype(t);
@@ -68,14 +68,15 @@ __global__ void CrossEntropyBackwardKernel(T* dlogits, const T* logits, const fl
 absl::Status CrossEntropyBackward(void* dlogits, const void* logits, const float* lse,
                                   const int32_t* targets, float dloss, int64_t n, int64_t v,
                                   int32_t ignore_index, DType dtype, cudaStream_t stream) {
-  if (v <= 0) return absl::InvalidArgumentError(absl::StrFormat("cuda::CrossEntropyBackward: V = %d", v));
+  if (v <= 0)
+    return absl::InvalidArgumentError(absl::StrFormat("cuda::CrossEntropyBackward: V = %d", v));
   const int64_t total = n * v;
   if (total == 0) return absl::OkStatus();
   return DispatchStorage(dtype, "CrossEntropyBackward", [&](auto t) -> absl::Status {
     using T = decltype(t);
     CrossEntropyBackwardKernel<T><<<GridFor(total), kBlockThreads, 0, stream>>>(
-        static_cast<T*>(dlogits), static_cast<const T*>(logits), lse, targets, dloss, v, ignore_index,
-        total);
+        static_cast<T*>(dlogits), static_cast<const T*>(logits), lse, targets, dloss, v,
+        ignore_index, total);
     CUDA_RETURN_IF_LAUNCH_ERROR();
     return absl::OkStatus();
   });

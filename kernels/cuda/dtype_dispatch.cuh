@@ -19,11 +19,15 @@
 namespace moetrain::cuda {
 
 __device__ __forceinline__ float LoadF(const float* p, int64_t i) { return p[i]; }
-__device__ __forceinline__ float LoadF(const __nv_bfloat16* p, int64_t i) { return __bfloat162float(p[i]); }
+__device__ __forceinline__ float LoadF(const __nv_bfloat16* p, int64_t i) {
+  return __bfloat162float(p[i]);
+}
 __device__ __forceinline__ float LoadF(const __half* p, int64_t i) { return __half2float(p[i]); }
 
 __device__ __forceinline__ void StoreF(float* p, int64_t i, float x) { p[i] = x; }
-__device__ __forceinline__ void StoreF(__nv_bfloat16* p, int64_t i, float x) { p[i] = __float2bfloat16_rn(x); }
+__device__ __forceinline__ void StoreF(__nv_bfloat16* p, int64_t i, float x) {
+  p[i] = __float2bfloat16_rn(x);
+}
 __device__ __forceinline__ void StoreF(__half* p, int64_t i, float x) { p[i] = __float2half_rn(x); }
 
 template <typename F>
@@ -36,8 +40,9 @@ absl::Status DispatchStorage(DType dtype, const char* op, F&& f) {
     case DType::kF16:
       return f(__half{});
     default:
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "cuda::%s: storage dtype %s is not supported (use f32, bf16 or f16)", op, DTypeName(dtype)));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("cuda::%s: storage dtype %s is not supported (use f32, bf16 or f16)", op,
+                          DTypeName(dtype)));
   }
 }
 
@@ -46,8 +51,8 @@ inline unsigned GridFor(int64_t n) {
   return static_cast<unsigned>((n + kBlockThreads - 1) / kBlockThreads);
 }
 
-// Sum of `v` over the block (blockDim.x a multiple of 32, at most 1024). Every thread gets the total.
-// `scratch` is __shared__ float[32]; the call ends with a barrier so scratch may be reused.
+// Sum of `v` over the block (blockDim.x a multiple of 32, at most 1024). Every thread gets the
+// total. `scratch` is __shared__ float[32]; the call ends with a barrier so scratch may be reused.
 __device__ __forceinline__ float BlockSum(float v, float* scratch) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;

@@ -1,7 +1,6 @@
-#include "kernels/cuda/elementwise.cuh"
-
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/dtype_dispatch.cuh"
+#include "kernels/cuda/elementwise.cuh"
 
 namespace moetrain::cuda {
 
@@ -31,7 +30,8 @@ __global__ void AddKernel(T* y, const T* a, const T* b, int64_t n) {
   if (i < n) StoreF(y, i, LoadF(a, i) + LoadF(b, i));
 }
 
-absl::Status Add(void* y, const void* a, const void* b, int64_t n, DType dtype, cudaStream_t stream) {
+absl::Status Add(void* y, const void* a, const void* b, int64_t n, DType dtype,
+                 cudaStream_t stream) {
   if (n == 0) return absl::OkStatus();
   return DispatchStorage(dtype, "Add", [&](auto t) -> absl::Status {
     using T = decltype(t);
@@ -54,8 +54,8 @@ absl::Status AddInPlace(void* y, const void* x, int64_t n, DType dtype, cudaStre
   if (n == 0) return absl::OkStatus();
   return DispatchStorage(dtype, "AddInPlace", [&](auto t) -> absl::Status {
     using T = decltype(t);
-    AddInPlaceKernel<T><<<GridFor(n), kBlockThreads, 0, stream>>>(static_cast<T*>(y),
-                                                                  static_cast<const T*>(x), n);
+    AddInPlaceKernel<T>
+        <<<GridFor(n), kBlockThreads, 0, stream>>>(static_cast<T*>(y), static_cast<const T*>(x), n);
     CUDA_RETURN_IF_LAUNCH_ERROR();
     return absl::OkStatus();
   });

@@ -4,9 +4,9 @@
 // Internal (with the failing call) when a launch fails.
 #pragma once
 
-#include <cstdint>
-
 #include <cuda_runtime.h>
+
+#include <cstdint>
 
 #include "core/dtype.h"
 #include "core/status.h"
@@ -15,8 +15,9 @@ namespace moetrain::cuda {
 
 absl::Status Fill(void* y, float value, int64_t n, DType dtype, cudaStream_t stream);  // y = value
 absl::Status Add(void* y, const void* a, const void* b, int64_t n, DType dtype,
-                 cudaStream_t stream);                                                // y = a + b
-absl::Status AddInPlace(void* y, const void* x, int64_t n, DType dtype, cudaStream_t stream);  // y += x
+                 cudaStream_t stream);  // y = a + b
+absl::Status AddInPlace(void* y, const void* x, int64_t n, DType dtype,
+                        cudaStream_t stream);                                       // y += x
 absl::Status Scale(void* y, float s, int64_t n, DType dtype, cudaStream_t stream);  // y *= s
 
 }  // namespace moetrain::cuda

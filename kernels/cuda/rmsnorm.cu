@@ -1,14 +1,14 @@
-#include "kernels/cuda/rmsnorm.cuh"
-
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/dtype_dispatch.cuh"
+#include "kernels/cuda/rmsnorm.cuh"
 
 namespace moetrain::cuda {
 
 // ---- forward: one block per row ----
 
 template <typename T>
-__global__ void RmsNormForwardKernel(T* y, float* rstd, const T* x, const T* w, int64_t c, float eps) {
+__global__ void RmsNormForwardKernel(T* y, float* rstd, const T* x, const T* w, int64_t c,
+                                     float eps) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
   const T* xr = x + row * c;
@@ -21,11 +21,12 @@ __global__ void RmsNormForwardKernel(T* y, float* rstd, const T* x, const T* w, 
   ss = BlockSum(ss, scratch);
   const float r = rsqrtf(ss / static_cast<float>(c) + eps);
   if (threadIdx.x == 0) rstd[row] = r;
-  for (int64_t j = threadIdx.x; j < c; j += blockDim.x) StoreF(yr, j, (LoadF(xr, j) * r) * LoadF(w, j));
+  for (int64_t j = threadIdx.x; j < c; j += blockDim.x)
+    StoreF(yr, j, (LoadF(xr, j) * r) * LoadF(w, j));
 }
 
-absl::Status RmsNormForward(void* y, float* rstd, const void* x, const void* w, int64_t n, int64_t c,
-                            float eps, DType dtype, cudaStream_t stream) {
+absl::Status RmsNormForward(void* y, float* rstd, const void* x, const void* w, int64_t n,
+                            int64_t c, float eps, DType dtype, cudaStream_t stream) {
   if (c <= 0) return absl::InvalidArgumentError(absl::StrFormat("cuda::RmsNormForward: c = %d", c));
   if (n == 0) return absl::OkStatus();
   return DispatchStorage(dtype, "RmsNormForward", [&](auto t) -> absl::Status {
@@ -40,8 +41,8 @@ absl::Status RmsNormForward(void* y, float* rstd, const void* x, const void* w, 
 // ---- backward dx: one block per row ----
 
 template <typename T>
-__global__ void RmsNormBackwardDxKernel(T* dx, const T* dy, const T* x, const T* w, const float* rstd,
-                                        int64_t c) {
+__global__ void RmsNormBackwardDxKernel(T* dx, const T* dy, const T* x, const T* w,
+                                        const float* rstd, int64_t c) {
   __shared__ float scratch[32];
   const int64_t row = blockIdx.x;
   const T* xr = x + row * c;
@@ -49,7 +50,8 @@ __global__ void RmsNormBackwardDxKernel(T* dx, const T* dy, const T* x, const T*
   T* dxr = dx + row * c;
   const float r = rstd[row];
   float s = 0.f;
-  for (int64_t j = threadIdx.x; j < c; j += blockDim.x) s += LoadF(dyr, j) * LoadF(w, j) * LoadF(xr, j);
+  for (int64_t j = threadIdx.x; j < c; j += blockDim.x)
+    s += LoadF(dyr, j) * LoadF(w, j) * LoadF(xr, j);
   s = BlockSum(s, scratch);
   const float k = r * r * s / static_cast<float>(c);
   for (int64_t j = threadIdx.x; j < c; j += blockDim.x)
@@ -71,7 +73,8 @@ __global__ void RmsNormBackwardDwKernel(float* dw, const T* dy, const T* x, cons
 absl::Status RmsNormBackward(void* dx, float* dw, const void* dy, const void* x, const void* w,
                              const float* rstd, int64_t n, int64_t c, DType dtype,
                              cudaStream_t stream) {
-  if (c <= 0) return absl::InvalidArgumentError(absl::StrFormat("cuda::RmsNormBackward: c = %d", c));
+  if (c <= 0)
+    return absl::InvalidArgumentError(absl::StrFormat("cuda::RmsNormBackward: c = %d", c));
   if (n == 0) return absl::OkStatus();
   return DispatchStorage(dtype, "RmsNormBackward", [&](auto t) -> absl::Status {
     using T = decltype(t);

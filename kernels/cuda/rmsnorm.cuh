@@ -8,9 +8,9 @@
 // `stream`. InvalidArgument for another dtype or c <= 0; Internal when a launch fails.
 #pragma once
 
-#include <cstdint>
-
 #include <cuda_runtime.h>
+
+#include <cstdint>
 
 #include "core/dtype.h"
 #include "core/status.h"
@@ -18,8 +18,8 @@
 namespace moetrain::cuda {
 
 // y(N,C), rstd(N) from x(N,C), w(C).
-absl::Status RmsNormForward(void* y, float* rstd, const void* x, const void* w, int64_t n, int64_t c,
-                            float eps, DType dtype, cudaStream_t stream);
+absl::Status RmsNormForward(void* y, float* rstd, const void* x, const void* w, int64_t n,
+                            int64_t c, float eps, DType dtype, cudaStream_t stream);
 
 // dx(N,C) =, dw(C) += from dy(N,C), x(N,C), w(C), rstd(N).
 absl::Status RmsNormBackward(void* dx, float* dw, const void* dy, const void* x, const void* w,

@@ -1,7 +1,6 @@
-#include "kernels/cuda/rope.cuh"
-
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/dtype_dispatch.cuh"
+#include "kernels/cuda/rope.cuh"
 
 namespace moetrain::cuda {
 
@@ -25,9 +24,11 @@ __global__ void RopeRotateKernel(T* x, const float* cos, const float* sin, int64
 // ---- launchers ----
 
 absl::Status RopeRotate(const char* op, void* x, const float* cos, const float* sin, int64_t b,
-                        int64_t s, int64_t h, int64_t d, float sign, DType dtype, cudaStream_t stream) {
+                        int64_t s, int64_t h, int64_t d, float sign, DType dtype,
+                        cudaStream_t stream) {
   if (d <= 0 || d % 2 != 0)
-    return absl::InvalidArgumentError(absl::StrFormat("cuda::%s: head dim D = %d must be even", op, d));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("cuda::%s: head dim D = %d must be even", op, d));
   const int64_t num_pairs = b * s * h * (d / 2);
   if (num_pairs == 0) return absl::OkStatus();
   return DispatchStorage(dtype, op, [&](auto t) -> absl::Status {
@@ -39,8 +40,8 @@ absl::Status RopeRotate(const char* op, void* x, const float* cos, const float* 
   });
 }
 
-absl::Status RopeForward(void* x, const float* cos, const float* sin, int64_t b, int64_t s, int64_t h,
-                         int64_t d, DType dtype, cudaStream_t stream) {
+absl::Status RopeForward(void* x, const float* cos, const float* sin, int64_t b, int64_t s,
+                         int64_t h, int64_t d, DType dtype, cudaStream_t stream) {
   return RopeRotate("RopeForward", x, cos, sin, b, s, h, d, 1.f, dtype, stream);
 }
 

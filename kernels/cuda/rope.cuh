@@ -7,17 +7,17 @@
 // D or another dtype; Internal when a launch fails. REQUIRES: S <= max_pos (not checked here).
 #pragma once
 
-#include <cstdint>
-
 #include <cuda_runtime.h>
+
+#include <cstdint>
 
 #include "core/dtype.h"
 #include "core/status.h"
 
 namespace moetrain::cuda {
 
-absl::Status RopeForward(void* x, const float* cos, const float* sin, int64_t b, int64_t s, int64_t h,
-                         int64_t d, DType dtype, cudaStream_t stream);
+absl::Status RopeForward(void* x, const float* cos, const float* sin, int64_t b, int64_t s,
+                         int64_t h, int64_t d, DType dtype, cudaStream_t stream);
 absl::Status RopeBackward(void* dx, const float* cos, const float* sin, int64_t b, int64_t s,
                           int64_t h, int64_t d, DType dtype, cudaStream_t stream);
 

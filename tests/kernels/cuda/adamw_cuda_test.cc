@@ -1,11 +1,11 @@
-// CUDA multi-tensor AdamW against kernels::AdamWStep<float> on the CPU, tensor by tensor, over three
-// steps with per-tensor step counts and a skip mask (skipped tensors must stay bit for bit), with
-// f32, bf16 and f16 gradients; 40 tensors so two launches of 32 are exercised. Skips without a GPU.
-#include "kernels/cuda/adamw.cuh"
-
+// CUDA multi-tensor AdamW against kernels::AdamWStep<float> on the CPU, tensor by tensor, over
+// three steps with per-tensor step counts and a skip mask (skipped tensors must stay bit for bit),
+// with f32, bf16 and f16 gradients; 40 tensors so two launches of 32 are exercised. Skips without a
+// GPU.
 #include <memory>
 
 #include "kernels/adamw.h"
+#include "kernels/cuda/adamw.cuh"
 #include "tests/kernels/cuda/cuda_parity.h"
 
 namespace moetrain {
@@ -50,8 +50,13 @@ void RunParity(DType grad_dtype) {
       const std::vector<float> g =
           testing::RoundedRandom(static_cast<int64_t>(cpu[k].p.size()), 1000 * it + k, grad_dtype);
       dg[k]->Upload(testing::ToStorage(g, grad_dtype));
-      tensors[k] = {dp[k]->get<float>(), dm[k]->get<float>(), dv[k]->get<float>(), dg[k]->get(),
-                    static_cast<int64_t>(g.size()), cpu[k].step + 1, skip};
+      tensors[k] = {dp[k]->get<float>(),
+                    dm[k]->get<float>(),
+                    dv[k]->get<float>(),
+                    dg[k]->get(),
+                    static_cast<int64_t>(g.size()),
+                    cpu[k].step + 1,
+                    skip};
       if (skip) continue;
       ++cpu[k].step;
       ever_stepped[k] = true;

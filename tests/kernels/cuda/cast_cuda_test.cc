@@ -1,14 +1,13 @@
 // CUDA CastRound / RoundToDType (bit for bit against kernels/cast.h on the CPU, over random values
-// spanning every f16 regime plus the edge cases) and MarkNonFinite (against the CPU AllFinite of the
-// same values). Skips cleanly without a GPU.
-#include "kernels/cuda/cast.cuh"
-
+// spanning every f16 regime plus the edge cases) and MarkNonFinite (against the CPU AllFinite of
+// the same values). Skips cleanly without a GPU.
 #include <cfloat>
 #include <cstring>
 #include <limits>
 #include <random>
 
 #include "kernels/cast.h"
+#include "kernels/cuda/cast.cuh"
 #include "tests/kernels/cuda/cuda_parity.h"
 
 namespace moetrain {
@@ -17,7 +16,8 @@ namespace {
 using testing::DeviceBuffer;
 
 // Random magnitudes from 2^-30 to 2^20 (f16 subnormals, normals, overflow; bf16 everything), both
-// signs, then the edge cases: zeros, inf, NaN, f16 max / overflow midpoint, subnormal ties, bf16 ties.
+// signs, then the edge cases: zeros, inf, NaN, f16 max / overflow midpoint, subnormal ties, bf16
+// ties.
 std::vector<float> CastInputs() {
   std::mt19937_64 rng(7);
   std::uniform_real_distribution<double> mant(1.0, 2.0);

@@ -2,13 +2,16 @@
 // tolerance by storage dtype).
 //
 // - MT_SKIP_WITHOUT_GPU(op, dtype): without a device, prints the SKIP parity line and GTEST_SKIPs.
-// - DeviceBuffer: owns one cudaMalloc'd block; Upload / Download of host vectors (asserting success).
+// - DeviceBuffer: owns one cudaMalloc'd block; Upload / Download of host vectors (asserting
+// success).
 // - Inputs are random floats rounded to the storage dtype first, so CPU and GPU read identical
 //   values; ToStorage / FromStorage convert between those floats and f32 / bf16 / f16 bytes
 //   (core/dtype.h's conversions, which match CUDA's round-to-nearest-even).
-// - ExpectParity(op, dtype, gpu, cpu, rtol, atol) checks |gpu - cpu| <= atol + rtol |cpu| and prints
+// - ExpectParity(op, dtype, gpu, cpu, rtol, atol) checks |gpu - cpu| <= atol + rtol |cpu| and
+// prints
 //   one machine-readable line that scripts/gpu-check.sh collects into its table:
-//     MT_PARITY op=<op> dtype=<dtype> max_err=<max abs error> tol=<rtol>/<atol> result=PASS|FAIL|SKIP
+//     MT_PARITY op=<op> dtype=<dtype> max_err=<max abs error> tol=<rtol>/<atol>
+//     result=PASS|FAIL|SKIP
 #pragma once
 
 #include <cuda_runtime.h>
@@ -30,29 +33,32 @@ namespace moetrain::testing {
 inline void PrintParityLine(const std::string& op, DType dtype, double max_err, double rtol,
                             double atol, const char* result) {
   if (std::isnan(max_err))  // SKIP: nothing was measured
-    std::printf("MT_PARITY op=%s dtype=%s max_err=- tol=- result=%s\n", op.c_str(), DTypeName(dtype),
-                result);
+    std::printf("MT_PARITY op=%s dtype=%s max_err=- tol=- result=%s\n", op.c_str(),
+                DTypeName(dtype), result);
   else
     std::printf("MT_PARITY op=%s dtype=%s max_err=%.3g tol=%.3g/%.3g result=%s\n", op.c_str(),
                 DTypeName(dtype), max_err, rtol, atol, result);
   std::fflush(stdout);
 }
 
-#define MT_SKIP_WITHOUT_GPU(op, dtype)                                                  \
-  do {                                                                                  \
-    if (::moetrain::cuda::CudaDeviceCount() == 0) {                                     \
-      ::moetrain::testing::PrintParityLine((op), (dtype), NAN, NAN, NAN, "SKIP");       \
-      GTEST_SKIP() << "no CUDA device (or no usable driver): " << (op)                  \
-                   << " parity test compiled but not run";                              \
-    }                                                                                   \
+#define MT_SKIP_WITHOUT_GPU(op, dtype)                                            \
+  do {                                                                            \
+    if (::moetrain::cuda::CudaDeviceCount() == 0) {                               \
+      ::moetrain::testing::PrintParityLine((op), (dtype), NAN, NAN, NAN, "SKIP"); \
+      GTEST_SKIP() << "no CUDA device (or no usable driver): " << (op)            \
+                   << " parity test compiled but not run";                        \
+    }                                                                             \
   } while (0)
 
 // Unit roundoff of the storage dtype (half an ulp at 1): the error of one final rounding.
 inline double UnitRoundoff(DType dtype) {
   switch (dtype) {
-    case DType::kBF16: return std::ldexp(1.0, -8);
-    case DType::kF16: return std::ldexp(1.0, -11);
-    default: return std::ldexp(1.0, -24);
+    case DType::kBF16:
+      return std::ldexp(1.0, -8);
+    case DType::kF16:
+      return std::ldexp(1.0, -11);
+    default:
+      return std::ldexp(1.0, -24);
   }
 }
 
@@ -123,7 +129,9 @@ class DeviceBuffer {
     return host;
   }
   template <typename T = void>
-  T* get() const { return static_cast<T*>(ptr_); }
+  T* get() const {
+    return static_cast<T*>(ptr_);
+  }
 
  private:
   void* ptr_ = nullptr;

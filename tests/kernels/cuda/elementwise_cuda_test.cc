@@ -1,7 +1,6 @@
 // CUDA Fill / Add / AddInPlace / Scale against kernels/elementwise.h on the CPU (fp32 on inputs
 // rounded to the storage dtype), for f32, bf16 and f16 storage. Skips cleanly without a GPU.
 #include "kernels/cuda/elementwise.cuh"
-
 #include "kernels/elementwise.h"
 #include "tests/kernels/cuda/cuda_parity.h"
 
@@ -38,7 +37,8 @@ void RunParity(DType dtype) {
 
   dy.Upload(ToStorage(a, dtype));
   ASSERT_TRUE(cuda::AddInPlace(dy.get(), db.get(), kN, dtype, nullptr).ok());
-  EXPECT_TRUE(ExpectParity("add_in_place", dtype, DownloadAsFloat(dy, dtype), add_in_place, rtol, atol));
+  EXPECT_TRUE(
+      ExpectParity("add_in_place", dtype, DownloadAsFloat(dy, dtype), add_in_place, rtol, atol));
 
   dy.Upload(ToStorage(a, dtype));
   ASSERT_TRUE(cuda::Scale(dy.get(), s, kN, dtype, nullptr).ok());

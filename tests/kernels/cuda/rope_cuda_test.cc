@@ -1,7 +1,6 @@
 // CUDA RoPE forward + backward against kernels/rope.h on the CPU (fp32 on inputs rounded to the
 // storage dtype, the same fp32 table), for f32, bf16 and f16 storage. Skips cleanly without a GPU.
 #include "kernels/cuda/rope.cuh"
-
 #include "kernels/rope.h"
 #include "tests/kernels/cuda/cuda_parity.h"
 
@@ -25,10 +24,12 @@ void RunParity(DType dtype) {
   kernels::RopeBackward(dx.data(), cos.data(), sin.data(), b, s, h, d);
 
   DeviceBuffer d_cos(cos), d_sin(sin), d_x(ToStorage(x, dtype)), d_dy(ToStorage(dy, dtype));
-  ASSERT_TRUE(cuda::RopeForward(d_x.get(), d_cos.get<float>(), d_sin.get<float>(), b, s, h, d, dtype,
-                                nullptr).ok());
+  ASSERT_TRUE(cuda::RopeForward(d_x.get(), d_cos.get<float>(), d_sin.get<float>(), b, s, h, d,
+                                dtype, nullptr)
+                  .ok());
   ASSERT_TRUE(cuda::RopeBackward(d_dy.get(), d_cos.get<float>(), d_sin.get<float>(), b, s, h, d,
-                                 dtype, nullptr).ok());
+                                 dtype, nullptr)
+                  .ok());
   // Two fp32 products and a sum, then one rounding to storage.
   const double u = testing::UnitRoundoff(dtype), rtol = 4 * u + 4 * 0x1p-24, atol = rtol;
   EXPECT_TRUE(ExpectParity("rope.fwd", dtype, DownloadAsFloat(d_x, dtype), y, rtol, atol));
@@ -40,7 +41,8 @@ TEST(RopeCudaTest, Bf16MatchesCpu) { RunParity(DType::kBF16); }
 TEST(RopeCudaTest, F16MatchesCpu) { RunParity(DType::kF16); }
 
 TEST(RopeCudaTest, OddHeadDimIsInvalidArgument) {
-  const absl::Status st = cuda::RopeForward(nullptr, nullptr, nullptr, 1, 1, 1, 7, DType::kF32, nullptr);
+  const absl::Status st =
+      cuda::RopeForward(nullptr, nullptr, nullptr, 1, 1, 1, 7, DType::kF32, nullptr);
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("D = 7"), std::string::npos) << st;
 }
