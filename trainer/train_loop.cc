@@ -394,13 +394,15 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   const auto run_start = Clock::now();
   auto window_start = run_start;
   int64_t window_tokens = 0;
+  // Tokens per expert over a step's micro-batches (global), sized once.
+  ExpertLoad counts = model->expert_counts();
   for (int64_t step = start_step; step < total_steps; ++step) {
     optimizer->BeginStep();
     double ce = 0, aux = 0, kl = 0, teacher_ce = 0;
     // A fingerprint of the global batch (sum over its sequences of a hash of (global index,
     // tokens)), summed over dp: equal across layouts iff they trained on the same data.
     double batch_hash = 0;
-    ExpertLoad counts;  // tokens per expert over the step's micro-batches (global)
+    for (auto& layer : counts) std::fill(layer.begin(), layer.end(), 0);
     for (int micro = 0; micro < A; ++micro) {
       train_data->Fill(step, micro, dp_rank, tokens.data(), targets.data());
       for (int64_t i = 0; i < B; ++i) {
@@ -467,7 +469,7 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
       sm.elapsed_s = elapsed;
       sm.loss_scale = loss_scale;
       sm.experts_skipped = st.experts_skipped;
-      sm.expert_load = std::move(counts);
+      sm.expert_load = counts;  // a copy on logging steps only
       metrics.WriteStep(sm);
       if (teacher != nullptr) {
         MT_LOG(INFO) << absl::StrFormat("step %d/%d | distill kl %.5f | teacher loss %.4f", step + 1,
