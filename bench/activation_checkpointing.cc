@@ -12,9 +12,6 @@
 // forward / backward times, each the median over the repeats.
 //
 // Usage: activation_checkpointing [num_threads] [repeats]   (defaults 2 and 3)
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -23,11 +20,15 @@
 #include <cstring>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "core/threads.h"
 #include "model/model.h"
 
 namespace {
 
+using moetrain::bench::MeasureInChild;
+using moetrain::bench::PositionalInt;
+using moetrain::bench::ReadStatusKib;
 using moetrain::model::ActivationCheckpointing;
 using moetrain::model::Model;
 using moetrain::model::ModelConfig;
@@ -62,24 +63,8 @@ struct Measurement {
   double loss = 0;
 };
 
-// A "VmHWM:   1234 kB" style field of /proc/self/status, in KiB (-1 if missing).
-int64_t ReadStatusKib(const char* field) {
-  FILE* f = std::fopen("/proc/self/status", "r");
-  if (f == nullptr) return -1;
-  char line[256];
-  int64_t kib = -1;
-  const size_t n = std::strlen(field);
-  while (std::fgets(line, sizeof(line), f) != nullptr)
-    if (std::strncmp(line, field, n) == 0 && line[n] == ':') {
-      kib = std::atoll(line + n + 1);
-      break;
-    }
-  std::fclose(f);
-  return kib;
-}
-
-// Runs in the child: one step of one mode, the result written to `fd`.
-void Child(const Mode& mode, int threads, int fd) {
+// Runs in the child: one step of one mode.
+Measurement Child(const Mode& mode, int threads) {
   moetrain::SetNumThreads(threads);
   const ModelConfig c = BenchConfig();
   ModelOptions o;
@@ -113,25 +98,7 @@ void Child(const Mode& mode, int threads, int fd) {
   r.forward_ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
   r.backward_ms = std::chrono::duration<double, std::milli>(t2 - t1).count();
   r.peak_rss_kib = ReadStatusKib("VmHWM");
-  const bool ok = write(fd, &r, sizeof(r)) == static_cast<ssize_t>(sizeof(r));
-  _exit(ok ? 0 : 1);
-}
-
-bool MeasureInChild(const Mode& mode, int threads, Measurement* m) {
-  int fds[2];
-  if (pipe(fds) != 0) return false;
-  const pid_t pid = fork();
-  if (pid < 0) return false;
-  if (pid == 0) {
-    close(fds[0]);
-    Child(mode, threads, fds[1]);
-  }
-  close(fds[1]);
-  const bool got = read(fds[0], m, sizeof(*m)) == static_cast<ssize_t>(sizeof(*m));
-  close(fds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return got && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  return r;
 }
 
 template <typename F>
@@ -147,8 +114,8 @@ double MiB(double bytes) { return bytes / (1024.0 * 1024.0); }
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
-  const int repeats = argc > 2 ? std::atoi(argv[2]) : 3;
+  const int threads = PositionalInt(argc, argv, 1, 2);
+  const int repeats = PositionalInt(argc, argv, 2, 3);
   if (threads < 1 || repeats < 1) {
     std::fprintf(stderr, "usage: %s [num_threads >= 1] [repeats >= 1]\n", argv[0]);
     return 2;
@@ -173,7 +140,7 @@ int main(int argc, char** argv) {
   for (const Mode& mode : modes) {
     std::vector<Measurement> runs(repeats);
     for (Measurement& m : runs)
-      if (!MeasureInChild(mode, threads, &m)) {
+      if (!MeasureInChild([&] { return Child(mode, threads); }, &m)) {
         std::fprintf(stderr, "measurement for mode '%s' failed\n", mode.label);
         return 1;
       }

@@ -12,8 +12,6 @@
 //
 // Usage: attention_memory [num_threads]   (default 2)
 #include <malloc.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
@@ -23,10 +21,15 @@
 #include <random>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "kernels/attention.h"
 
 namespace {
 
+using moetrain::bench::MeasureInChild;
+using moetrain::bench::PositionalInt;
+using moetrain::bench::ReadStatusKib;
+using moetrain::bench::ResetPeakRss;
 using moetrain::kernels::AttentionBackward;
 using moetrain::kernels::AttentionForward;
 using moetrain::kernels::AttentionWorkspaceElems;
@@ -38,29 +41,6 @@ struct Measurement {
   bool peak_reset = false;
   double forward_ms = 0, backward_ms = 0;
 };
-
-// A "VmHWM:   1234 kB" style field of /proc/self/status, in KiB (-1 if missing).
-int64_t ReadStatusKib(const char* field) {
-  FILE* f = std::fopen("/proc/self/status", "r");
-  if (f == nullptr) return -1;
-  char line[256];
-  int64_t kib = -1;
-  const size_t n = std::strlen(field);
-  while (std::fgets(line, sizeof(line), f) != nullptr)
-    if (std::strncmp(line, field, n) == 0 && line[n] == ':') {
-      kib = std::atoll(line + n + 1);
-      break;
-    }
-  std::fclose(f);
-  return kib;
-}
-
-bool ResetPeakRss() {
-  FILE* f = std::fopen("/proc/self/clear_refs", "w");
-  if (f == nullptr) return false;
-  const bool ok = std::fputs("5", f) >= 0;
-  return std::fclose(f) == 0 && ok;
-}
 
 // Allocates every buffer of one forward + backward and runs both.
 void RunAttention(int64_t s, int threads, Measurement* m) {
@@ -87,8 +67,8 @@ void RunAttention(int64_t s, int threads, Measurement* m) {
   }
 }
 
-// Runs in the child: measures one S and writes the result to `fd`.
-void Child(int64_t s, int threads, int fd) {
+// Runs in the child: measures one S.
+Measurement Child(int64_t s, int threads) {
   RunAttention(16, threads, nullptr);  // warm-up
   malloc_trim(0);                      // hand freed warm-up pages back, so none are reused
   Measurement m;
@@ -96,31 +76,13 @@ void Child(int64_t s, int threads, int fd) {
   m.hwm_before_kib = ReadStatusKib("VmHWM");
   RunAttention(s, threads, &m);
   m.hwm_after_kib = ReadStatusKib("VmHWM");
-  const bool ok = write(fd, &m, sizeof(m)) == static_cast<ssize_t>(sizeof(m));
-  _exit(ok ? 0 : 1);
-}
-
-bool MeasureInChild(int64_t s, int threads, Measurement* m) {
-  int fds[2];
-  if (pipe(fds) != 0) return false;
-  const pid_t pid = fork();
-  if (pid < 0) return false;
-  if (pid == 0) {
-    close(fds[0]);
-    Child(s, threads, fds[1]);
-  }
-  close(fds[1]);
-  const bool got = read(fds[0], m, sizeof(*m)) == static_cast<ssize_t>(sizeof(*m));
-  close(fds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return got && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  return m;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
+  const int threads = PositionalInt(argc, argv, 1, 2);
   if (threads < 1) {
     std::fprintf(stderr, "usage: %s [num_threads >= 1]\n", argv[0]);
     return 2;
@@ -135,7 +97,7 @@ int main(int argc, char** argv) {
   bool all_reset = true;
   for (int64_t s : {512, 1024, 2048}) {
     Measurement m;
-    if (!MeasureInChild(s, threads, &m)) {
+    if (!MeasureInChild([&] { return Child(s, threads); }, &m)) {
       std::fprintf(stderr, "measurement for S=%lld failed\n", static_cast<long long>(s));
       return 1;
     }

@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "checkpoint/snapshot_dir.h"
 #include "checkpoint/snapshot_reader.h"
 #include "checkpoint/snapshot_writer.h"
@@ -42,7 +43,12 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using moetrain::bench::BenchSmallConfig;
+using moetrain::bench::Clock;
+using moetrain::bench::MachineBusySeconds;
+using moetrain::bench::Median;
+using moetrain::bench::Seconds;
+using moetrain::bench::SelfCpuSeconds;
 namespace ckpt = moetrain::checkpoint;
 using moetrain::model::Model;
 using moetrain::model::ModelConfig;
@@ -70,46 +76,6 @@ bool ParseArgs(int argc, char** argv, Options* o) {
   return o->threads > 0 && o->reps > 0 && o->after >= 0 && o->batch > 0 && o->seq > 0;
 }
 
-ModelConfig BenchSmall() {  // bench/train_throughput.cc's config
-  ModelConfig c;
-  c.vocab_size = 8192;
-  c.hidden_size = 256;
-  c.num_hidden_layers = 4;
-  c.num_attention_heads = 8;
-  c.num_key_value_heads = 4;
-  c.num_local_experts = 8;
-  c.num_experts_per_tok = 2;
-  c.moe_intermediate_size = 512;
-  c.intermediate_size = 512;
-  c.num_shared_experts = 0;
-  c.max_position_embeddings = 4096;
-  return c;
-}
-
-double Seconds(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-double MachineBusySeconds() {  // all cores, from /proc/stat; -1 if unreadable
-  FILE* f = std::fopen("/proc/stat", "r");
-  if (f == nullptr) return -1;
-  unsigned long long v[8] = {};
-  const int got = std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                              &v[3], &v[4], &v[5], &v[6], &v[7]);
-  std::fclose(f);
-  if (got != 8) return -1;
-  return static_cast<double>(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / sysconf(_SC_CLK_TCK);
-}
-double SelfCpuSeconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-
 void Check(const absl::Status& s, const char* what) {
   if (s.ok()) return;
   std::fprintf(stderr, "%s: %s\n", what, s.ToString().c_str());
@@ -121,7 +87,7 @@ class Bench {
   Bench(Model<float>* model, ZeroOptimizer<float>* zero, const Options& o, std::string root)
       : model_(model), zero_(zero), root_(std::move(root)), writer_(nullptr, /*keep=*/1),
         contents_(moetrain::trainer::ContentsOf(model->table())),
-        tokens_(o.batch * o.seq), targets_(o.batch * o.seq), dist_(0, BenchSmall().vocab_size - 1) {}
+        tokens_(o.batch * o.seq), targets_(o.batch * o.seq), dist_(0, BenchSmallConfig().vocab_size - 1) {}
 
   // One training step on fresh random tokens.
   void TrainStep() {
@@ -201,7 +167,7 @@ int main(int argc, char** argv) {
     root = tmpl;
     remove_root = true;
   }
-  auto model_or = Model<float>::Create(BenchSmall(), opt.batch, opt.seq, opt.threads);
+  auto model_or = Model<float>::Create(BenchSmallConfig(), opt.batch, opt.seq, opt.threads);
   Check(model_or.status(), "model");
   auto model = std::move(model_or).value();
   auto zero_or = ZeroOptimizer<float>::Create(model.get(), moetrain::optim::ZeroOptions{}, {});

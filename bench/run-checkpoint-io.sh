@@ -10,24 +10,11 @@
 # Runs where other processes used more than 5% of the cores ("other_cpu") are marked disturbed;
 # medians are printed over all runs and over the undisturbed ones.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-build="${BUILD_DIR:-build}"
-case "$build" in /*) ;; *) build="$root/$build" ;; esac
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 runs="${1:-3}"
 shift || true
-
-mkdir -p "$build"
-if [[ ! -f "$build/CMakeCache.txt" ]]; then
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-fi
-cmake --build "$build" --target checkpoint_io -j2 >/dev/null
-
-results=()
-for ((i = 1; i <= runs; ++i)); do
-  line="$("$build/bench/checkpoint_io" "$@" | grep '^RESULT')"
-  echo "run $i: ${line#RESULT }"
-  results+=("$line")
-done
+bench_build checkpoint_io
+bench_repeat "$runs" checkpoint_io "$@"
 
 printf '%s\n' "${results[@]}" | python3 -c '
 import statistics, sys

@@ -10,24 +10,11 @@
 # processes used during its timed loop. Runs with other_cpu > 5% are marked "disturbed"; the
 # medians are printed over all runs and over the undisturbed ones.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-build="${BUILD_DIR:-build}"
-case "$build" in /*) ;; *) build="$root/$build" ;; esac
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 runs="${1:-5}"
 shift || true
-
-mkdir -p "$build"
-if [[ ! -f "$build/CMakeCache.txt" ]]; then
-  cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-fi
-cmake --build "$build" --target train_throughput -j2 >/dev/null
-
-results=()
-for ((i = 1; i <= runs; ++i)); do
-  line="$("$build/bench/train_throughput" "$@" | grep '^RESULT')"
-  echo "run $i: ${line#RESULT }"
-  results+=("$line")
-done
+bench_build train_throughput
+bench_repeat "$runs" train_throughput "$@"
 
 printf '%s\n' "${results[@]}" | python3 -c '
 import statistics, sys

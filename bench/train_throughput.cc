@@ -40,6 +40,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "bench/bench_util.h"
 #include "core/phase_timer.h"
 #include "core/threads.h"
 #include "model/model.h"
@@ -51,7 +52,12 @@ extern "C" int openblas_get_num_threads(void);
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using moetrain::bench::BenchSmallConfig;
+using moetrain::bench::Clock;
+using moetrain::bench::MachineBusySeconds;
+using moetrain::bench::Median;
+using moetrain::bench::Seconds;
+using moetrain::bench::SelfCpuSeconds;
 using moetrain::PhaseTimer;
 using moetrain::model::Model;
 using moetrain::model::ModelConfig;
@@ -65,32 +71,6 @@ struct Options {
   int64_t batch = 8;
   int64_t seq = 256;
 };
-
-ModelConfig BenchSmall() {
-  ModelConfig c;
-  c.vocab_size = 8192;
-  c.hidden_size = 256;
-  c.num_hidden_layers = 4;
-  c.num_attention_heads = 8;
-  c.num_key_value_heads = 4;  // head_dim = 256 / 8 = 32
-  c.num_local_experts = 8;
-  c.num_experts_per_tok = 2;
-  c.moe_intermediate_size = 512;
-  c.intermediate_size = 512;  // unused: every layer is MoE
-  c.num_shared_experts = 0;
-  c.max_position_embeddings = 4096;
-  return c;
-}
-
-double Seconds(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double>(b - a).count();
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 == 1 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 // cblas_sgemm 1024^3 with OpenBLAS's own `threads` threads (median of 5); restores BLAS's thread
 // count afterwards (SetNumThreads made it 1).
@@ -108,26 +88,6 @@ double NativeSgemmPeak(int threads) {
   }
   openblas_set_num_threads(saved);
   return 2.0 * n * n * static_cast<double>(n) / Median(secs);
-}
-
-// CPU seconds: all cores busy (user+nice+system+irq+softirq+steal from /proc/stat; -1 if
-// unreadable) and this process's own (user+system, all threads).
-double MachineBusySeconds() {
-  FILE* f = std::fopen("/proc/stat", "r");
-  if (f == nullptr) return -1;
-  unsigned long long v[8] = {};
-  const int got = std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                              &v[3], &v[4], &v[5], &v[6], &v[7]);
-  std::fclose(f);
-  if (got != 8) return -1;
-  const unsigned long long busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];  // not idle, iowait
-  return static_cast<double>(busy) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-double SelfCpuSeconds() {
-  rusage u{};
-  getrusage(RUSAGE_SELF, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
-         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
 }
 
 struct StepTimes {
@@ -250,7 +210,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   moetrain::SetNumThreads(opt.threads);
-  const ModelConfig config = BenchSmall();
+  const ModelConfig config = BenchSmallConfig();
   auto model_or = Model<float>::Create(config, opt.batch, opt.seq, opt.threads);
   if (!model_or.ok()) {
     std::fprintf(stderr, "model: %s\n", model_or.status().ToString().c_str());

@@ -8,19 +8,8 @@ set -uo pipefail
 BIN=$1
 CMP=$2
 FIX=$3/mixtral-tiny
-WORK=$(mktemp -d /tmp/moetrain-ckcli.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-fails=0
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect_fail_with() {  # expect_fail_with "label" "needle" cmd...
-  local label=$1 needle=$2; shift 2
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ $rc -ne 0 ] && grep -qF -- "$needle" <<<"$out"; then pass "$label"; else
-    fail "$label (rc=$rc, wanted '$needle' in:)"; echo "$out" | tail -5; fi
-}
+. "$(dirname "$0")/lib.sh"
+mt_workdir ckcli
 # The raw bytes of tensor $2 in safetensors file $1, hex (python3 stdlib only).
 tensor_hex() {
   python3 - "$1" "$2" <<'PY'
@@ -36,16 +25,8 @@ for l in open(sys.argv[1]):
     j = json.loads(l)
     if j.get("event") == "step" and j["step"] == 1: print(repr(j["loss"]))' "$1"; }
 
-words=(the a cat dog sees runs over under quick lazy fox jumps and or but never always computer
-       program bug fixes code test it is was will be tomorrow today luck friend)
-for i in $(seq 1 300); do
-  n=$(( (i * 7) % 9 + 4 )); line=""
-  for j in $(seq 1 $n); do line+="${words[$(( (i * 31 + j * 17 + i * j) % ${#words[@]} ))]} "; done
-  echo "$line."; echo "%"
-done > corpus.txt
-"$BIN" data tokenizer --input corpus.txt --vocab-size 300 --out tok.model >log 2>&1 &&
-  "$BIN" data prepare --input corpus.txt --tokenizer tok.model --out shards >>log 2>&1 ||
-  { cat log; echo "FAIL: data setup"; exit 1; }
+words_corpus 300 > corpus.txt
+mt_prepare_data "$BIN" corpus.txt 300 || mt_finish
 
 TINY=(--set data.tokenizer=tok.model --set data.shards=shards --set model.hidden_size=32
       --set model.intermediate_size=64 --set model.moe_intermediate_size=32
@@ -171,5 +152,4 @@ expect_fail_with "inspect corrupt shard names file and dataset" "param/model.emb
 expect_fail_with "inspect corrupt names the file" "corrupt/shard-00000.h5" "$BIN" inspect corrupt
 expect_fail_with "eval --ckpt corrupt" "model.embed_tokens.weight" "$BIN" eval --ckpt corrupt --input ids.txt --tokens
 
-echo "$fails failure(s)"
-[ $fails -eq 0 ]
+mt_finish

@@ -3,28 +3,11 @@
 # error reporting on bad inputs, Ctrl-C handling. Usage: cli_e2e_test.sh MOETRAIN_BINARY
 set -uo pipefail
 BIN=$1
-WORK=$(mktemp -d /tmp/moetrain-e2e.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-fails=0
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect_fail_with() {  # expect_fail_with "label" "needle" cmd...
-  local label=$1 needle=$2; shift 2
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ $rc -ne 0 ] && grep -qF -- "$needle" <<<"$out"; then pass "$label"; else
-    fail "$label (rc=$rc, wanted '$needle' in:)"; echo "$out" | tail -5; fi
-}
+. "$(dirname "$0")/lib.sh"
+mt_workdir e2e
 
 # A small corpus: 400 generated "fortunes" from a fixed word list, '%'-separated.
-words=(the a cat dog sees runs over under quick lazy fox jumps and or but never always computer
-       program bug fixes code test it is was will be tomorrow today luck friend)
-for i in $(seq 1 400); do
-  n=$(( (i * 7) % 9 + 4 )); line=""
-  for j in $(seq 1 $n); do line+="${words[$(( (i * 31 + j * 17 + i * j) % ${#words[@]} ))]} "; done
-  echo "$line."; echo "%"
-done > corpus.txt
+words_corpus 400 > corpus.txt
 
 # --- help
 "$BIN" --help >/dev/null && "$BIN" train --help >/dev/null && "$BIN" data prepare --help >/dev/null \
@@ -129,5 +112,4 @@ wait $pid; rc=$?
 [ $rc -eq 130 ] && grep -q "interrupted: stopped cleanly" log.int && tail -1 metrics.jsonl | grep -q interrupted \
   && pass "Ctrl-C clean stop" || { fail "Ctrl-C (rc=$rc)"; tail -5 log.int; }
 
-echo "$fails failure(s)"
-exit $((fails > 0))
+mt_finish

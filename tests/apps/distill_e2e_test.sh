@@ -11,24 +11,12 @@ set -uo pipefail
 BIN=$1
 SRC=$2
 MPIEXEC=${3:-}
-WORK=$(mktemp -d /tmp/moetrain-distill.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-fails=0
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib.sh"
+mt_workdir distill
 field() { grep "\"event\":\"$1\"" "$2" | grep -o "\"$3\":[^,}]*" | sed 's/.*://'; }  # event file key
 
-words=(the a cat dog sees runs over under quick lazy fox jumps and or but never always computer
-       program bug fixes code test it is was will be tomorrow today luck friend)
-for i in $(seq 1 400); do
-  n=$(( (i * 7) % 9 + 4 )); line=""
-  for j in $(seq 1 $n); do line+="${words[$(( (i * 31 + j * 17 + i * j) % ${#words[@]} ))]} "; done
-  echo "$line."; echo "%"
-done > corpus.txt
-"$BIN" data tokenizer --input corpus.txt --vocab-size 400 --out tok.model >/dev/null 2>&1 &&
-  "$BIN" data prepare --input corpus.txt --tokenizer tok.model --out shards >/dev/null 2>&1 ||
-  { fail "data preparation"; exit 1; }
+words_corpus 400 > corpus.txt
+mt_prepare_data "$BIN" corpus.txt 400 || mt_finish
 
 TINY=(--set data.tokenizer=tok.model --set data.shards=shards --set batch.micro_batch=8
       --set batch.seq_len=32 --set eval.batches=2 --set eval.every_steps=0 --set sample.prompts=[]
@@ -103,5 +91,4 @@ out=$(student --set distill.teacher=nowhere 2>&1); rc=$?
 [ $rc -ne 0 ] && grep -q "nowhere" <<<"$out" && pass "missing teacher refused" ||
   { fail "missing teacher (rc=$rc)"; tail -3 <<<"$out"; }
 
-echo "$fails failure(s)"
-exit $((fails > 0))
+mt_finish

@@ -11,22 +11,15 @@
 # Usage: faults_test.sh MOETRAIN [MPIEXEC]
 set -uo pipefail
 BIN=$1 MPIEXEC=${2:-}
-WORK=$(mktemp -d /tmp/moetrain-faults.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-words=(red green blue cyan magenta yellow black white orange purple brown pink grey olive navy teal)
-for i in $(seq 1 300); do
-  line=""; for j in $(seq 1 10); do line+="${words[$(( (i * 11 + j * 5 + i * j) % ${#words[@]} ))]} "; done
-  echo "$line"; echo "%"
-done > corpus.txt
-"$BIN" data tokenizer --input corpus.txt --vocab-size 300 --out tok.model >/dev/null 2>&1 || exit 1
-"$BIN" data prepare --input corpus.txt --tokenizer tok.model --out shards >/dev/null 2>&1 || exit 1
+. "$(dirname "$0")/lib.sh"
+mt_workdir faults
+colour_corpus 300 > corpus.txt
+mt_prepare_data "$BIN" corpus.txt 300 || exit 1
 ARGS=(--set data.tokenizer=tok.model --set data.shards=shards --set batch.micro_batch=8
       --set batch.seq_len=64 --set schedule.total_steps=60 --set schedule.warmup_steps=2
       --set logging.every_steps=1 --set model.hidden_size=64 --set model.moe_intermediate_size=64
       --set model.num_hidden_layers=2 --set model.max_position_embeddings=64 --set 'sample.prompts=[]'
       --set threads=1 --set checkpoint.every_steps=0)
-fail=0
 last_loss() { grep '"event":"step"' "$1" | tail -1 | grep -o '"loss":[-0-9.e+]*'; }
 
 "$BIN" train "${ARGS[@]}" --set checkpoint.dir=ck-ref --set logging.metrics_file=ref.jsonl >ref.log 2>&1 \
@@ -51,17 +44,17 @@ for sig in USR1 TERM; do
     if grep -q "resumed from ck-$sig/step-" run-$sig.log && [ "$got" = "$ref" ]; then
       echo "PASS: SIG$sig: snapshot at step $step, exit 75, resumed; final $got equals the uninterrupted run"
     else
-      echo "FAIL: SIG$sig resume: final $got vs $ref"; tail run-$sig.log; fail=1
+      fail "SIG$sig resume: final $got vs $ref"; tail run-$sig.log
     fi
   else
-    echo "FAIL: SIG$sig: exit $rc, preempted at step '${step}'"; tail run-$sig.log; fail=1
+    fail "SIG$sig: exit $rc, preempted at step '${step}'"; tail run-$sig.log
   fi
 done
 interrupt USR1 "" run-nodir
 if [ $rc -eq 130 ] && grep -q "NOTHING SAVED" run-nodir.log; then
   echo "PASS: a preemption without checkpoint.dir exits 130 and says nothing was saved"
 else
-  echo "FAIL: preemption without checkpoint.dir: exit $rc"; tail run-nodir.log; fail=1
+  fail "preemption without checkpoint.dir: exit $rc"; tail run-nodir.log
 fi
 
 FP16=(--set precision=fp16 --set loss_scale.initial=1e30 --set loss_scale.min=1e30
@@ -74,13 +67,13 @@ if [ $rc -ne 0 ] && grep -q "error: step 3: 3 consecutive steps were skipped" na
    && [[ "$tensor" =~ ^(model\.|lm_head\.)[a-z0-9_.]+weight$ ]]; then
   echo "PASS: aborted at step 3 after 3 skipped steps; first non-finite gradient in $tensor"
 else
-  echo "FAIL: non-finite abort: exit $rc, $skips skips"; tail -3 nan.log; fail=1
+  fail "non-finite abort: exit $rc, $skips skips"; tail -3 nan.log
 fi
 "$BIN" train "${ARGS[@]}" "${FP16[@]}" --set optim.max_consecutive_skips=0 \
   --set logging.metrics_file=nan0.jsonl >nan0.log 2>&1; rc=$?
 skips=$(grep -c '"event":"skipped_step"' nan0.jsonl)
 [ $rc -eq 0 ] && [ "$skips" -eq 10 ] && echo "PASS: max_consecutive_skips 0 runs all 10 (skipped) steps" \
-  || { echo "FAIL: max_consecutive_skips 0: exit $rc, $skips skips"; fail=1; }
+  || { fail "max_consecutive_skips 0: exit $rc, $skips skips"; }
 
 if [ -n "$MPIEXEC" ]; then
   "$MPIEXEC" --oversubscribe -np 2 "$BIN" train "${ARGS[@]}" --set data.tokenizer="$WORK/tok.model" \
@@ -94,7 +87,7 @@ if [ -n "$MPIEXEC" ]; then
      && [ "$(ls ck-mpi | grep -c '^step-')" -eq 1 ]; then
     echo "PASS: SIGUSR1 to one of 2 ranks: both stopped after step $steps, one snapshot, exit 75"
   else
-    echo "FAIL: one-rank SIGUSR1 under MPI: exit $rc, steps '$steps'"; tail mpi.log; fail=1
+    fail "one-rank SIGUSR1 under MPI: exit $rc, steps '$steps'"; tail mpi.log
   fi
 fi
-exit $fail
+mt_finish

@@ -12,36 +12,18 @@ BIN=$1
 SRC=$2
 MPIEXEC=${3:-}
 COMPARE=${4:-}
-WORK=$(mktemp -d /tmp/moetrain-ft.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-fails=0
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect_fail_with() {  # expect_fail_with "label" "needle" cmd...
-  local label=$1 needle=$2; shift 2
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ $rc -ne 0 ] && grep -qF -- "$needle" <<<"$out"; then pass "$label"; else
-    fail "$label (rc=$rc, wanted '$needle' in:)"; echo "$out" | tail -5; fi
-}
+. "$(dirname "$0")/lib.sh"
+mt_workdir ft
 
-words=(the a cat dog sees runs over under quick lazy fox jumps and or but never always computer
-       program bug fixes code test it is was will be tomorrow today luck friend)
-nw=${#words[@]}
-for i in $(seq 1 300); do
-  n=$(( (i * 7) % 9 + 4 )); line=""
-  for j in $(seq 1 $n); do line+="${words[$(( (i * 31 + j * 17 + i * j) % nw ))]} "; done
-  echo "$line."; echo "%"
-done > corpus.txt
+words_corpus 300 > corpus.txt
+nw=${#words[@]}  # lib.sh's word list
 # SFT pairs: "Q: w1 w2 w3" -> "A: w3 w2 w1" (a learnable rule, reversal).
 for i in $(seq 1 240); do
   a=${words[$(( (i * 7) % nw ))]}; b=${words[$(( (i * 13 + 3) % nw ))]}; c=${words[$(( (i * 5 + 11) % nw ))]}
   echo "{\"prompt\": \"Q: $a $b $c\", \"response\": \" A: $c $b $a.\"}"
 done > sft.jsonl
 
-"$BIN" data tokenizer --input corpus.txt --vocab-size 300 --out tok.model >log.tok 2>&1 || { fail "tokenizer"; cat log.tok; }
-"$BIN" data prepare --input corpus.txt --tokenizer tok.model --out shards >log.prep 2>&1 || { fail "prepare"; cat log.prep; }
+mt_prepare_data "$BIN" corpus.txt 300 || mt_finish
 
 # Both runs: the same small model (the recipes' model section, shrunk) and the bias balancing, so
 # the frozen router has a buffer that pretraining moves.
@@ -134,5 +116,4 @@ if [ -n "$MPIEXEC" ] && [ -n "$COMPARE" ]; then
     || { fail "2-rank parameters differ"; cat log.cmp; }
 fi
 
-echo "$fails failure(s)"
-exit $((fails > 0))
+mt_finish

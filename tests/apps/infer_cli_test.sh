@@ -5,19 +5,8 @@
 set -uo pipefail
 BIN=$1
 FIX=$2/mixtral-tiny
-WORK=$(mktemp -d /tmp/moetrain-infer.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-fails=0
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
-expect_fail_with() {  # expect_fail_with "label" "needle" cmd...
-  local label=$1 needle=$2; shift 2
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  if [ $rc -ne 0 ] && grep -qF -- "$needle" <<<"$out"; then pass "$label"; else
-    fail "$label (rc=$rc, wanted '$needle' in:)"; echo "$out" | tail -5; fi
-}
+. "$(dirname "$0")/lib.sh"
+mt_workdir infer
 
 # --- eval: the loss of the fixture's 48 tokens equals the float64 reference CE (47 targets).
 out=$("$BIN" eval --hf "$FIX/model" --input "$FIX/tokens.txt" --tokens --dump-logits logits.safetensors 2>&1)
@@ -61,5 +50,4 @@ expect_fail_with "prompt without tokenizer" "--prompt needs --tokenizer" "$BIN" 
 expect_fail_with "missing tokenizer" "nope.model" "$BIN" generate --hf "$FIX/model" --tokenizer nope.model --prompt "hello"
 expect_fail_with "bad top-p" "--top-p" "$BIN" generate --hf "$FIX/model" --prompt-tokens "1" --top-p 0
 
-echo "$fails failure(s)"
-[ $fails -eq 0 ]
+mt_finish

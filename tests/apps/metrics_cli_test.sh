@@ -9,23 +9,11 @@
 set -uo pipefail
 BIN=$1
 SRC=$2
-WORK=$(mktemp -d /tmp/moetrain-metrics.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK"
-fails=0
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
+. "$(dirname "$0")/lib.sh"
+mt_workdir metrics
 
-words=(the a cat dog sees runs over under quick lazy fox jumps and or but never always computer
-       program bug fixes code test it is was will be tomorrow today luck friend)
-for i in $(seq 1 1500); do
-  n=$(( (i * 7) % 9 + 4 )); line=""
-  for j in $(seq 1 $n); do line+="${words[$(( (i * 31 + j * 17 + i * j) % ${#words[@]} ))]} "; done
-  echo "$line."; echo "%"
-done > corpus.txt
-"$BIN" data tokenizer --input corpus.txt --vocab-size 300 --out tok.model >log.tok 2>&1 || { fail "tokenizer"; cat log.tok; }
-"$BIN" data prepare --input corpus.txt --tokenizer tok.model --out shards --val-fraction 0.5 >log.prep 2>&1 \
-  || { fail "prepare"; cat log.prep; }
+words_corpus 1500 > corpus.txt
+mt_prepare_data "$BIN" corpus.txt 300 --val-fraction 0.5 || mt_finish
 
 cat > recipe.yaml <<'YAML'
 model:
@@ -145,5 +133,4 @@ for r in tiny bench-small; do
     || { fail "dry run recipes/$r.yaml"; tail -5 log.dry; }
 done
 
-echo "$fails failure(s)"
-[ $fails -eq 0 ]
+mt_finish

@@ -9,6 +9,7 @@
 # or its daemons cannot start here.
 # Usage: slurm_test.sh MOETRAIN SOURCE_DIR
 set -uo pipefail
+. "$(dirname "$0")/lib.sh"
 BIN=$1 SRC=$2
 if [ "$(id -u)" -ne 0 ] || ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
   echo "SKIP: needs root, slurm-wlm and munge"; exit 77
@@ -22,13 +23,8 @@ fi
 cleanup() { [ $started -eq 1 ] && "$SRC/slurm/local-cluster.sh" stop "$WORK/run"; rm -rf "$WORK"; }
 trap cleanup EXIT
 cd "$WORK"
-words=(red green blue cyan magenta yellow black white orange purple brown pink grey olive navy teal)
-for i in $(seq 1 300); do
-  line=""; for j in $(seq 1 10); do line+="${words[$(( (i * 11 + j * 5 + i * j) % ${#words[@]} ))]} "; done
-  echo "$line"; echo "%"
-done > corpus.txt
-"$BIN" data tokenizer --input corpus.txt --vocab-size 300 --out tok.model >/dev/null 2>&1 || exit 1
-"$BIN" data prepare --input corpus.txt --tokenizer tok.model --out shards >/dev/null 2>&1 || exit 1
+colour_corpus 300 > corpus.txt
+mt_prepare_data "$BIN" corpus.txt 300 || exit 1
 ARGS=(--set data.tokenizer="$WORK/tok.model" --set data.shards="$WORK/shards" --set parallel.ep=2
       --set batch.micro_batch=4 --set batch.seq_len=32 --set schedule.total_steps=8
       --set schedule.warmup_steps=2 --set optim.lr=3e-4 --set logging.every_steps=1

@@ -16,6 +16,7 @@
 
 #include "gtest/gtest.h"
 #include "model/model.h"
+#include "tests/testing/model_configs.h"
 #include "tests/testing/test_util.h"
 
 namespace moetrain::model {
@@ -24,22 +25,13 @@ namespace {
 using moetrain::testing::RandomInts;
 
 ModelConfig BaseConfig() {
-  ModelConfig c;
+  ModelConfig c = moetrain::testing::TinyMoeConfig();
   c.vocab_size = 40;
-  c.hidden_size = 16;
   c.intermediate_size = 24;
-  c.moe_intermediate_size = 8;
   c.num_hidden_layers = 5;
   c.first_k_dense_replace = 2;  // layers 0, 1 dense: the dense checkpoint set is really shared
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.num_local_experts = 4;
-  c.num_experts_per_tok = 2;
-  c.num_shared_experts = 1;
   c.router_aux_loss_coef = 0.02;
   c.router_z_loss_coef = 0.001;
-  c.initializer_range = 0.3;
-  c.max_position_embeddings = 64;
   return c;
 }
 

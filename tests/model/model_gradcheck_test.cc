@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "kernels/elementwise.h"
 #include "model/model.h"
+#include "tests/testing/model_configs.h"
 #include "tests/testing/test_util.h"
 
 namespace moetrain::model {
@@ -24,21 +25,7 @@ struct Case {
 };
 
 ModelConfig TinyConfig() {
-  ModelConfig c;
-  c.vocab_size = 37;  // not a multiple of 8
-  c.hidden_size = 16;
-  c.intermediate_size = 12;
-  c.moe_intermediate_size = 8;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.num_local_experts = 4;
-  c.num_experts_per_tok = 2;
-  c.num_shared_experts = 1;
-  c.router_aux_loss_coef = 0.01;
-  c.initializer_range = 0.3;  // large enough that every path carries a real gradient
-  c.max_position_embeddings = 64;
-  return c;
+  return moetrain::testing::TinyMoeConfig();  // vocab 37: not a multiple of 8
 }
 
 std::vector<Case> Cases() {

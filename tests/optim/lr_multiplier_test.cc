@@ -12,24 +12,16 @@
 #include "model/model.h"
 #include "model/param_role.h"
 #include "optim/zero_optimizer.h"
+#include "tests/testing/model_configs.h"
 
 namespace moetrain::optim {
 namespace {
 
 model::ModelConfig Config() {
-  model::ModelConfig c;
-  c.vocab_size = 32;
-  c.hidden_size = 16;
-  c.intermediate_size = 12;
-  c.moe_intermediate_size = 8;
+  model::ModelConfig c = moetrain::testing::TinyOptimizerConfig();
   c.num_hidden_layers = 3;
   c.first_k_dense_replace = 1;  // layer 0 is dense: the dense_mlp role exists
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 2;
-  c.num_local_experts = 4;
-  c.num_experts_per_tok = 2;
   c.num_shared_experts = 1;
-  c.max_position_embeddings = 32;
   return c;
 }
 

@@ -13,23 +13,13 @@
 #include "gtest/gtest.h"
 #include "model/model.h"
 #include "optim/zero_optimizer.h"
+#include "tests/testing/model_configs.h"
 
 namespace moetrain::optim {
 namespace {
 
 model::ModelConfig Config() {
-  model::ModelConfig c;
-  c.vocab_size = 32;
-  c.hidden_size = 16;
-  c.intermediate_size = 12;
-  c.moe_intermediate_size = 8;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 2;
-  c.num_local_experts = 4;
-  c.num_experts_per_tok = 2;
-  c.max_position_embeddings = 32;
-  return c;
+  return moetrain::testing::TinyOptimizerConfig();
 }
 
 int64_t TableIndex(const model::ParamTable& table, const std::string& name) {

@@ -9,6 +9,7 @@
 #include "gtest/gtest.h"
 #include "model/model.h"
 #include "tests/parallel/mpi_test_env.h"
+#include "tests/testing/model_configs.h"
 #include "tests/testing/test_util.h"
 
 namespace moetrain::model {
@@ -17,22 +18,13 @@ namespace {
 using parallel::testing::TestWorld;
 
 ModelConfig EpConfig() {
-  ModelConfig c;
+  ModelConfig c = moetrain::testing::TinyMoeConfig();
   c.vocab_size = 40;
-  c.hidden_size = 16;
   c.intermediate_size = 24;
-  c.moe_intermediate_size = 8;
   c.num_hidden_layers = 4;
   c.first_k_dense_replace = 1;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.num_local_experts = 4;
-  c.num_experts_per_tok = 2;
-  c.num_shared_experts = 1;
   c.router_aux_loss_coef = 0.02;
   c.router_z_loss_coef = 0.001;
-  c.initializer_range = 0.3;
-  c.max_position_embeddings = 64;
   return c;
 }
 

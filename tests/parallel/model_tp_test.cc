@@ -13,6 +13,7 @@
 #include "model/model.h"
 #include "optim/zero_optimizer.h"
 #include "tests/parallel/mpi_test_env.h"
+#include "tests/testing/model_configs.h"
 #include "tests/testing/test_util.h"
 
 namespace moetrain::model {
@@ -21,20 +22,8 @@ namespace {
 using parallel::testing::TestWorld;
 
 ModelConfig TinyConfig() {
-  ModelConfig c;
+  ModelConfig c = moetrain::testing::TinyMoeConfig();
   c.vocab_size = 38;  // even: splits over tp = 2
-  c.hidden_size = 16;
-  c.intermediate_size = 12;
-  c.moe_intermediate_size = 8;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.num_local_experts = 4;
-  c.num_experts_per_tok = 2;
-  c.num_shared_experts = 1;
-  c.router_aux_loss_coef = 0.01;
-  c.initializer_range = 0.3;
-  c.max_position_embeddings = 64;
   return c;
 }
 

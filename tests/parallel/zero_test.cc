@@ -14,6 +14,7 @@
 #include "optim/zero_optimizer.h"
 #include "parallel/process_groups.h"
 #include "tests/parallel/mpi_test_env.h"
+#include "tests/testing/model_configs.h"
 
 namespace moetrain::optim {
 namespace {
@@ -24,21 +25,11 @@ using parallel::testing::TestLaunch;
 using parallel::testing::TestWorld;
 
 ModelConfig TinyConfig() {
-  ModelConfig c;
+  ModelConfig c = moetrain::testing::TinyMoeConfig();
   c.vocab_size = 40;
-  c.hidden_size = 16;
-  c.intermediate_size = 12;
-  c.moe_intermediate_size = 8;
   c.num_hidden_layers = 3;
   c.first_k_dense_replace = 1;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.num_local_experts = 4;
-  c.num_experts_per_tok = 2;
-  c.num_shared_experts = 1;
-  c.router_aux_loss_coef = 0.01;
   c.initializer_range = 0.2;
-  c.max_position_embeddings = 64;
   return c;
 }
 

@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "model/model.h"
 #include "model/param_role.h"
+#include "tests/testing/model_configs.h"
 #include "trainer/recipe.h"
 
 namespace moetrain::trainer {
@@ -149,17 +150,8 @@ TEST(FinetuneRecipe, RoleMultipliers) {
 }
 
 TEST(FinetuneLoss, PromptTargetsCarryNoLoss) {
-  model::ModelConfig c;
+  model::ModelConfig c = moetrain::testing::TinyOptimizerConfig();
   c.vocab_size = 40;
-  c.hidden_size = 16;
-  c.intermediate_size = 12;
-  c.moe_intermediate_size = 8;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.num_key_value_heads = 2;
-  c.num_local_experts = 4;
-  c.num_experts_per_tok = 2;
-  c.max_position_embeddings = 32;
   const int64_t B = 3, T = 12, V = c.vocab_size;
   std::vector<data::SftExample> ex = {{{5, 6, 7}, {8, 9}, 1},
                                       {{10}, {11, 12, 13, 14}, 2},
