@@ -132,7 +132,7 @@ absl::Status RunImport(const ImportFlags& f) {
   RETURN_IF_ERROR(writer.WriteShard(records, {}));
   RETURN_IF_ERROR(writer.Commit(contents, state));
   const std::string recipe_file = (fs::path(f.out_root) / "recipe.yaml").string();
-  RETURN_IF_ERROR(checkpoint::WriteFileDurably(recipe_file, recipe_yaml));
+  RETURN_IF_ERROR(WriteFileDurably(recipe_file, recipe_yaml));
   std::printf(
       "imported %s (%zu tensors) into %s; fine-tune with: moetrain train %s --init-from %s\n",
       f.hf_dir.c_str(), records.size(), writer.final_dir().c_str(), recipe_file.c_str(),

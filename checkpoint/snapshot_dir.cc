@@ -43,41 +43,6 @@ std::optional<int64_t> ParseStepDirName(const std::string& name) {
   return step;
 }
 
-absl::Status FsyncDir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Errno(errno, dir, "cannot open directory to fsync it");
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  if (rc != 0 && err != EINVAL && err != ENOTSUP) return Errno(err, dir, "fsync failed");
-  return absl::OkStatus();
-}
-
-absl::Status WriteFileDurably(const std::string& path, const std::string& contents) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Errno(errno, path, "cannot create file");
-  const char* p = contents.data();
-  size_t left = contents.size();
-  while (left > 0) {
-    const ssize_t w = ::write(fd, p, left);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return Errno(err, path, "write failed");
-    }
-    p += w;
-    left -= static_cast<size_t>(w);
-  }
-  if (::fsync(fd) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return Errno(err, path, "fsync failed");
-  }
-  if (::close(fd) != 0) return Errno(errno, path, "close failed");
-  return absl::OkStatus();
-}
-
 absl::Status RemoveTree(const std::string& path) {
   std::error_code ec;
   fs::remove_all(path, ec);
@@ -86,13 +51,7 @@ absl::Status RemoveTree(const std::string& path) {
 }
 
 absl::Status WriteLatest(const std::string& root, const std::string& dir_name) {
-  const std::string tmp = absl::StrCat(root, "/", kLatestFile, ".tmp");
-  const std::string latest = absl::StrCat(root, "/", kLatestFile);
-  RETURN_IF_ERROR(WriteFileDurably(tmp, dir_name + "\n"));
-  if (::rename(tmp.c_str(), latest.c_str()) != 0) {
-    return Errno(errno, latest, absl::StrCat("cannot rename ", tmp, " over it"));
-  }
-  return FsyncDir(root);
+  return WriteFileAtomically(absl::StrCat(root, "/", kLatestFile), dir_name + "\n");
 }
 
 absl::StatusOr<std::string> ReadLatest(const std::string& root) {

@@ -8,6 +8,8 @@
 // Thread-safety: plain file-system calls; no shared state.
 #pragma once
 
+#include "core/durable_file.h"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -28,11 +30,7 @@ std::string ShardFileName(int rank);    // "shard-00003.h5"
 // The step of a "step-NNNNNNNN" name (at least 8 digits); nullopt for any other name.
 std::optional<int64_t> ParseStepDirName(const std::string& name);
 
-// fsync of a directory (makes renames and new entries in it durable). File systems that cannot
-// fsync directories (EINVAL/ENOTSUP) count as success.
-absl::Status FsyncDir(const std::string& dir);
-// Creates `path` (truncating), writes `contents`, fsyncs and closes it. Not atomic by itself.
-absl::Status WriteFileDurably(const std::string& path, const std::string& contents);
+// FsyncDir / WriteFileDurably / WriteFileAtomically: core/durable_file.h.
 // Removes `path` recursively (no error when it does not exist).
 absl::Status RemoveTree(const std::string& path);
 

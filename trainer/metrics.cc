@@ -1,5 +1,7 @@
 #include "trainer/metrics.h"
 
+#include "core/durable_file.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -34,7 +36,6 @@ void Metric(std::string* out, const char* name, const char* type, const char* he
                   PromValue(value), "\n");
 }
 
-std::string ErrnoText() { return std::strerror(errno); }
 
 }  // namespace
 
@@ -105,45 +106,6 @@ std::string RenderPrometheusText(const PrometheusSnapshot& s) {
                         m.expert_load[l][e], "\n");
   }
   return out;
-}
-
-absl::Status WriteFileAtomically(const std::string& path, const std::string& contents) {
-  namespace fs = std::filesystem;
-  const fs::path target(path);
-  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return absl::FailedPreconditionError(absl::StrCat(tmp, ": cannot create (", ErrnoText(), ")"));
-  size_t done = 0;
-  while (done < contents.size()) {
-    const ssize_t n = ::write(fd, contents.data() + done, contents.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string why = ErrnoText();
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return absl::FailedPreconditionError(absl::StrCat(tmp, ": write failed (", why, ")"));
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const std::string why = ErrnoText();
-    ::unlink(tmp.c_str());
-    return absl::FailedPreconditionError(absl::StrCat(tmp, ": fsync/close failed (", why, ")"));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = ErrnoText();
-    ::unlink(tmp.c_str());
-    return absl::FailedPreconditionError(absl::StrCat(path, ": rename from ", tmp, " failed (", why, ")"));
-  }
-  // The rename itself is durable once the directory is synced.
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return absl::OkStatus();
 }
 
 absl::Status MetricsWriter::Open(const std::string& jsonl_path, const std::string& prometheus_path,

@@ -73,7 +73,7 @@ std::string RenderPrometheusText(const PrometheusSnapshot& s);
 
 // Writes `contents` to `path` atomically: `path`.tmp.<pid> in the same directory, fsync, rename,
 // then fsync of the directory. On error nothing at `path` changes and the temp file is removed.
-absl::Status WriteFileAtomically(const std::string& path, const std::string& contents);
+
 
 class MetricsWriter {
  public:

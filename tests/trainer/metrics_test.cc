@@ -19,6 +19,7 @@
 
 #include "trainer/expert_report.h"
 #include "trainer/metrics.h"
+#include "core/durable_file.h"
 
 namespace moetrain::trainer {
 namespace {
