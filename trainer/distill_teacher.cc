@@ -2,7 +2,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "checkpoint/snapshot_param_source.h"
 #include "checkpoint/snapshot_reader.h"
+#include "model/load_params.h"
+#include "trainer/train_snapshot.h"
 #include "core/status.h"
 #include "trainer/recipe.h"
 
@@ -61,34 +64,11 @@ absl::StatusOr<std::unique_ptr<DistillTeacher>> DistillTeacher::Load(
     t->model_ = std::move(m).value();
   }
 
-  // The table must match the snapshot's exactly (every mismatch listed, nothing read).
-  const model::Model<float>& m = *t->model_;
-  std::vector<std::string> problems;
-  for (const model::ParamSpec& s : m.table().specs()) {
-    auto it = reader.tensors().find(s.name);
-    if (it == reader.tensors().end()) {
-      problems.push_back(absl::StrCat("missing tensor ", s.name));
-    } else if (it->second != s.shape) {
-      problems.push_back(absl::StrCat(s.name, " has shape [", absl::StrJoin(it->second, ","),
-                                      "], the teacher config gives [", absl::StrJoin(s.shape, ","),
-                                      "]"));
-    }
-  }
-  if (!problems.empty())
-    return absl::DataLossError(absl::StrCat(snapshot_dir,
-                                            ": distill.teacher does not match its own "
-                                            "recipe: ",
-                                            absl::StrJoin(problems, "; ")));
-  // Read-only load: each held tensor (full, since tp = 1 and ZeRO 0) straight into its view.
-  for (const model::ParamSpec& s : m.table().specs()) {
-    if (!m.Holds(s.name)) continue;  // another expert-parallel rank's expert
-    if (!reader.Has("param", s.name))
-      return absl::DataLossError(
-          absl::StrCat(snapshot_dir, ": distill.teacher has no \"param\" record for ", s.name));
-    TensorView dst = m.Param(s.name);
-    RETURN_IF_ERROR(reader.ReadSlab("param", s.name, std::vector<int64_t>(s.shape.size(), 0),
-                                    s.shape, dst.as<float>()));
-  }
+  // The table must match the snapshot's (every mismatch listed, nothing read); then a read-only
+  // load of every held tensor through the resharding reader.
+  RETURN_IF_ERROR(CheckSnapshotTable(reader, t->model_->table(), "distill.teacher's own recipe"));
+  checkpoint::SnapshotParamSource source(reader);
+  RETURN_IF_ERROR(model::LoadParams(source, t->model_.get()));
   return t;
 }
 

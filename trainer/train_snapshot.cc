@@ -75,6 +75,28 @@ std::vector<checkpoint::ShardRecord> CollectShardRecords(const model::Model<floa
   return records;
 }
 
+absl::Status CheckSnapshotTable(const checkpoint::SnapshotReader& reader,
+                                const model::ParamTable& table, const std::string& what) {
+  std::vector<std::string> problems;
+  for (const model::ParamSpec& s : table.specs()) {
+    auto it = reader.tensors().find(s.name);
+    if (it == reader.tensors().end()) {
+      if (s.kind != model::ParamKind::kBuffer) problems.push_back(absl::StrCat("missing tensor ", s.name));
+    } else if (it->second != s.shape) {
+      problems.push_back(absl::StrCat(s.name, " has shape [", absl::StrJoin(it->second, ","),
+                                      "] in the snapshot, [", absl::StrJoin(s.shape, ","),
+                                      "] in this model"));
+    }
+  }
+  for (const auto& [name, shape] : reader.tensors())
+    if (table.Find(name) == nullptr) problems.push_back(absl::StrCat("extra tensor ", name));
+  if (!problems.empty())
+    return absl::FailedPreconditionError(absl::StrCat(
+        reader.dir(), ": the snapshot does not fit ", what, ": ",
+        absl::StrJoin(problems, "; ")));
+  return absl::OkStatus();
+}
+
 checkpoint::SnapshotContents ContentsOf(const model::ParamTable& table) {
   checkpoint::SnapshotContents c;
   std::vector<std::string> trained;
@@ -91,23 +113,7 @@ checkpoint::SnapshotContents ContentsOf(const model::ParamTable& table) {
 absl::Status LoadTrainState(const checkpoint::SnapshotReader& reader, model::Model<float>& model,
                             optim::ZeroOptimizer<float>& zero, bool with_optimizer) {
   // The tables must agree before anything is read.
-  std::vector<std::string> problems;
-  for (const model::ParamSpec& s : model.table().specs()) {
-    auto it = reader.tensors().find(s.name);
-    if (it == reader.tensors().end()) {
-      if (s.kind != model::ParamKind::kBuffer) problems.push_back(absl::StrCat("missing tensor ", s.name));
-    } else if (it->second != s.shape) {
-      problems.push_back(absl::StrCat(s.name, " has shape [", absl::StrJoin(it->second, ","),
-                                      "] in the snapshot, [", absl::StrJoin(s.shape, ","),
-                                      "] in this model"));
-    }
-  }
-  for (const auto& [name, shape] : reader.tensors())
-    if (model.table().Find(name) == nullptr) problems.push_back(absl::StrCat("extra tensor ", name));
-  if (!problems.empty())
-    return absl::FailedPreconditionError(absl::StrCat(
-        reader.dir(), ": the snapshot does not fit this model configuration: ",
-        absl::StrJoin(problems, "; ")));
+  RETURN_IF_ERROR(CheckSnapshotTable(reader, model.table(), "this model configuration"));
   const bool moments = with_optimizer && reader.fields().count("exp_avg") > 0 &&
                        reader.fields().count("exp_avg_sq") > 0;
   const int tp = model.tp_size();

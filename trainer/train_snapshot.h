@@ -27,6 +27,10 @@ struct SnapshotRanks {  // this rank's position in the groups that decide who wr
 std::vector<checkpoint::ShardRecord> CollectShardRecords(const model::Model<float>& model,
                                                          optim::ZeroOptimizer<float>& zero,
                                                          const SnapshotRanks& ranks);
+// OK when the snapshot's tensor table matches `table` (names and global shapes; buffers may be
+// absent). Otherwise FailedPrecondition listing every mismatch, naming the snapshot and `what`.
+absl::Status CheckSnapshotTable(const checkpoint::SnapshotReader& reader,
+                                const model::ParamTable& table, const std::string& what);
 // The table and fields a complete snapshot of this model must contain.
 checkpoint::SnapshotContents ContentsOf(const model::ParamTable& table);
 
