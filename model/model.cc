@@ -474,19 +474,11 @@ LossBreakdown Model<T>::Forward(const int32_t* tokens, const int32_t* targets) {
     Layer& ly = layers_[l];
     if (hooks_ != nullptr) hooks_->BeforeForward(static_cast<int>(l));
     ph.Next(nullptr);
-    ly.attn.Forward(ly.h, x_[l]);
-    ph.Next("fwd.norm");
-    kernels::RmsNormForward(ly.hn, ly.rstd2, ly.h, ly.norm2, n, C, c.rms_norm_eps);
-    kernels::RoundToDType(ly.hn, n * C, options_.compute_dtype);
-    ph.Next(nullptr);
+    z_sum_ += LayerForward(l, aux_counts_.data(), aux_prob_sum_.data());
     if (ly.is_moe) {
-      z_sum_ += ly.moe.Forward(ffn_out_, ly.hn, aux_counts_.data(), aux_prob_sum_.data());
       for (int64_t e = 0; e < E; ++e) *loads++ = ly.moe.counts()[e];
-    } else {
-      PhaseScope mlp_phase("fwd.mlp");
-      ly.mlp.Forward(ffn_out_, ly.hn);
-      if (tp_ != nullptr)  // row-parallel down_proj
-        MT_CHECK_OK(tp_->AllReduce(ffn_out_, ffn_out_, n * C, DTypeOf<T>::value));
+    } else if (tp_ != nullptr) {  // row-parallel down_proj: sum the partial outputs
+      MT_CHECK_OK(tp_->AllReduce(ffn_out_, ffn_out_, n * C, DTypeOf<T>::value));
     }
     ph.Next("fwd.residual");
     kernels::Add(x_[l + 1], ly.h, ffn_out_, n * C);
@@ -689,24 +681,34 @@ void Model<T>::Backward(double scale) {
 // sum is dropped, and the per-layer loads were copied out in Forward. ffn_out_ is free scratch here.
 template <typename T>
 void Model<T>::RecomputeLayer(int64_t l) {
-  PhaseScope ph(nullptr);
   Layer& ly = layers_[l];
   if (options_.checkpointing == ActivationCheckpointing::kSelective) {
     ly.attn.ComputeSaved(x_[l]);  // no o_proj, no tp collective: h is kept per layer
     return;
   }
+  // Re-runs the router and, with expert parallelism, the dispatch/combine all-to-alls; the dense
+  // MLP's output (and its tp AllReduce) is not needed.
+  LayerForward(l, recompute_aux_counts_.data(), recompute_aux_prob_sum_.data());
+}
+
+// Layer l's forward up to its FFN output in ffn_out_ (partial over tp for a dense layer): the one
+// body Forward and the checkpointing recompute share, so both store the same bits. Returns the
+// layer's router z-loss sum (0 for a dense layer).
+template <typename T>
+double Model<T>::LayerForward(int64_t l, double* aux_counts, double* aux_prob_sum) {
+  const int64_t n = n_, C = config_.hidden_size;
+  Layer& ly = layers_[l];
   ly.attn.Forward(ly.h, x_[l]);
-  ph.Next("fwd.norm");
-  kernels::RmsNormForward(ly.hn, ly.rstd2, ly.h, ly.norm2, n_, config_.hidden_size,
-                          config_.rms_norm_eps);
-  kernels::RoundToDType(ly.hn, n_ * config_.hidden_size, options_.compute_dtype);  // as Forward
-  ph.Next(nullptr);
+  PhaseScope ph("fwd.norm");
+  kernels::RmsNormForward(ly.hn, ly.rstd2, ly.h, ly.norm2, n, C, config_.rms_norm_eps);
+  kernels::RoundToDType(ly.hn, n * C, options_.compute_dtype);
   if (ly.is_moe) {
-    // Re-runs the router and, with expert parallelism, the dispatch/combine all-to-alls.
-    ly.moe.Forward(ffn_out_, ly.hn, recompute_aux_counts_.data(), recompute_aux_prob_sum_.data());
-  } else {
-    ly.mlp.Forward(ffn_out_, ly.hn);  // the output (and its tp AllReduce) is not needed
+    ph.Next(nullptr);
+    return ly.moe.Forward(ffn_out_, ly.hn, aux_counts, aux_prob_sum);
   }
+  ph.Next("fwd.mlp");
+  ly.mlp.Forward(ffn_out_, ly.hn);
+  return 0;
 }
 
 template <typename T>

@@ -214,6 +214,7 @@ class Model {
   std::string LayerSlotPrefix(int64_t layer) const;
   std::string AttentionSlotPrefix(int64_t layer) const;
   // Re-runs the forward of checkpointed layer l from x_l into its shared slots (see Backward).
+  double LayerForward(int64_t l, double* aux_counts, double* aux_prob_sum);
   void RecomputeLayer(int64_t layer);
 
   ModelConfig config_;
