@@ -82,7 +82,9 @@ struct CorpusFlags {
 };
 
 int Fail(const absl::Status& s) {
-  std::fprintf(stderr, "moetrain: error: %s\n", std::string(s.message()).c_str());
+  // An empty message would hide the cause: fall back to the whole status (code included).
+  std::fprintf(stderr, "moetrain: error: %s\n",
+               s.message().empty() ? s.ToString().c_str() : std::string(s.message()).c_str());
   return 1;
 }
 

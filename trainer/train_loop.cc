@@ -114,7 +114,11 @@ void LogPerRank(const char* title, const MemoryPlanReport& plan,
 // directory holds none at all; an error when it holds some but none verifies) or a snapshot dir.
 absl::StatusOr<std::string> ResolveResume(const std::string& resume, const std::string& root) {
   if (resume.empty() || resume == "none") return std::string();
-  if (resume != "auto") return resume;
+  if (resume != "auto") {  // the named snapshot must open and verify
+    ASSIGN_OR_RETURN(checkpoint::SnapshotReader reader, checkpoint::SnapshotReader::Open(resume));
+    RETURN_IF_ERROR(reader.Verify());
+    return resume;
+  }
   std::vector<std::string> skipped;
   absl::StatusOr<std::string> found = checkpoint::FindLatestValid(root, &skipped);
   for (const std::string& s : skipped) MT_LOG(WARNING) << "resume: skipped " << s;
@@ -124,6 +128,25 @@ absl::StatusOr<std::string> ResolveResume(const std::string& resume, const std::
     return std::string();
   }
   return found.status();
+}
+
+// Runs `decide` on world rank 0 only and gives every rank its result: choosing and verifying a
+// snapshot reads every checksum once, not once per rank. Other ranks get a short error pointing at
+// rank 0's log when it fails.
+absl::StatusOr<std::string> DecideOnRank0(parallel::ProcessGroups* groups,
+                                          const std::function<absl::StatusOr<std::string>()>& decide) {
+  if (groups == nullptr || groups->grid().world() == 1) return decide();
+  parallel::Communicator& world = groups->world();
+  absl::StatusOr<std::string> mine = world.rank() == 0 ? decide() : std::string();
+  int64_t header[2] = {mine.ok() ? 0 : 1, mine.ok() ? static_cast<int64_t>(mine->size()) : 0};
+  RETURN_IF_ERROR(world.Broadcast(header, 2, DType::kI64, 0));
+  if (header[0] != 0)
+    return world.rank() == 0 ? mine.status()
+                             : absl::FailedPreconditionError("rank 0 could not choose the snapshot to "
+                                                             "load (its log says why)");
+  std::string value = world.rank() == 0 ? *mine : std::string(static_cast<size_t>(header[1]), '\0');
+  RETURN_IF_ERROR(world.Broadcast(value.data(), header[1], DType::kI8, 0));
+  return value;
 }
 
 }  // namespace
@@ -254,12 +277,21 @@ absl::StatusOr<TrainResult> RunTraining(const Recipe& input_recipe, const TrainO
   if (groups != nullptr)
     ranks = {groups->rank(), groups->coords().dp_rank, groups->edp().rank(), groups->coords().tp_rank};
   int64_t start_step = 0;
-  ASSIGN_OR_RETURN(std::string resume_dir, ResolveResume(options.resume, recipe.checkpoint.dir));
-  const std::string init_from = InitFromDir(recipe, options.init_from);  // the CLI flag wins
+  ASSIGN_OR_RETURN(std::string resume_dir, DecideOnRank0(groups, [&] {
+                     return ResolveResume(options.resume, recipe.checkpoint.dir);
+                   }));
+  std::string init_from = InitFromDir(recipe, options.init_from);  // the CLI flag wins
+  if (resume_dir.empty() && !init_from.empty()) {
+    ASSIGN_OR_RETURN(init_from, DecideOnRank0(groups, [&]() -> absl::StatusOr<std::string> {
+                       ASSIGN_OR_RETURN(checkpoint::SnapshotReader r,
+                                        checkpoint::SnapshotReader::Open(init_from));
+                       RETURN_IF_ERROR(r.Verify());
+                       return init_from;
+                     }));
+  }
   const std::string& load_dir = !resume_dir.empty() ? resume_dir : init_from;
-  if (!load_dir.empty()) {
+  if (!load_dir.empty()) {  // verified by rank 0 above; reads still check every chunk's checksum
     ASSIGN_OR_RETURN(checkpoint::SnapshotReader reader, checkpoint::SnapshotReader::Open(load_dir));
-    if (options.resume != "auto") RETURN_IF_ERROR(reader.Verify());  // auto verified already
     const bool resuming = !resume_dir.empty();
     const nlohmann::json& state = reader.meta()["state"];
     if (resuming && state.contains("tokenizer_checksum") &&
