@@ -81,20 +81,8 @@ int64_t CrossEntropyForward(T* losses, T* lse, const T* logits, const int32_t* t
 template <typename T>
 void CrossEntropyBackward(T* dlogits, const T* logits, const T* lse, const int32_t* targets, T dloss,
                           int64_t n, int64_t v, int32_t ignore_index) {
-  CountValid(targets, n, v, ignore_index);
-  const double g = static_cast<double>(dloss);
-#pragma omp parallel for schedule(static) if (n * v > kParallelMin)
-  for (int64_t t = 0; t < n; ++t) {
-    const T* z = logits + t * v;
-    T* dz = dlogits + t * v;
-    if (targets[t] == ignore_index) {
-      std::fill(dz, dz + v, T(0));
-      continue;
-    }
-    const double l = static_cast<double>(lse[t]);
-    RowSoftmaxScaled(dz, z, l, g, v);
-    dz[targets[t]] = static_cast<T>(g * (std::exp(static_cast<double>(z[targets[t]]) - l) - 1.0));
-  }
+  // The whole vocabulary is the one shard [0, v).
+  CrossEntropyShardBackward(dlogits, logits, lse, targets, dloss, n, v, 0, v, ignore_index);
 }
 
 template <typename T>
